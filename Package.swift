@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "touchstone",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "touchstone", targets: ["touchstone"]),
+        .executable(name: "touchstone-datagen", targets: ["DataGen"]),
+        .executable(name: "touchstone-bench", targets: ["Bench"]),
+        .library(name: "LMDB", targets: ["LMDB"]),
+        .library(name: "EventLog", targets: ["EventLog"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        // C libraries from Debian: liblmdb-dev, libzstd-dev.
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb",
+                       providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+
+        .target(name: "JSONCore"),
+        .target(name: "JSONSchema", dependencies: ["JSONCore"]),
+        .target(name: "LMDB", dependencies: ["CLMDB"]),
+        .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "JSONCore", "JSONSchema"]),
+
+        .executableTarget(name: "touchstone", dependencies: [
+            "EventLog", "LMDB", "JSONCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .executableTarget(name: "DataGen", path: "Tools/DataGen"),
+        .executableTarget(name: "Bench", dependencies: [
+            "EventLog", "LMDB", "JSONCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "HdrHistogram", package: "hdrhistogram-swift"),
+        ], path: "Tools/Bench"),
+
+        .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
+        .testTarget(name: "EventLogTests", dependencies: ["EventLog", "LMDB", "JSONCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
