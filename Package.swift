@@ -43,10 +43,11 @@ let package = Package(
         .executableTarget(name: "Bench", dependencies: [
             "EventLog", "LMDB", "JSONCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "HdrHistogram", package: "hdrhistogram-swift"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ], path: "Tools/Bench"),
 
         .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
+        .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema", "JSONCore"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "LMDB", "JSONCore"]),
     ],
