@@ -1,0 +1,164 @@
+import Foundation
+import JSONCore
+//import JSONSchema
+
+/// Where a message came from: the source whose write key sent it and that source's channel.
+public struct SourceContext: Sendable, Hashable {
+    public var name: String
+    public var channel: String
+    public init(name: String, channel: String) {
+        self.name = name
+        self.channel = channel
+    }
+}
+
+/// Why a message was not appended. Every rejection is kept in the dead letters with this.
+public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A stable machine code: `malformed_json`, `too_large`, `invalid`, `suppressed`.
+    public let code: String
+    /// What is wrong, naming the field.
+    public let message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// A validated message in its stored form, ready for the writer: everything CPU-heavy but
+/// compression (parsing, validation, envelope, binary encoding) is done by the caller's thread.
+public struct PreparedEvent: Sendable {
+    public let type: EventType
+    public let timestamp: Micros
+    public let receivedAt: Micros
+    public let source: String
+    public let messageId: String
+    /// The body in binary JSON form (see `JSON.encodeBinary`).
+    public let payload: [UInt8]
+    /// The message's size as the client sent it, for the compression figures.
+    public let inputBytes: Int
+
+    public init(type: EventType, timestamp: Micros, receivedAt: Micros, source: String, messageId: String,
+                payload: [UInt8], inputBytes: Int) {
+        self.inputBytes = inputBytes
+        self.type = type
+        self.timestamp = timestamp
+        self.receivedAt = receivedAt
+        self.source = source
+        self.messageId = messageId
+        self.payload = payload
+    }
+}
+
+/// Turns messages as clients send them into `PreparedEvent`s: size limit, JSON parsing,
+/// validation against the schemas, Segment's clock-skew correction, a generated `messageId`
+/// when absent, and the stored envelope (`source`, `channel`). Stateless and thread-safe.
+public struct EnvelopeBuilder: Sendable {
+    public let schemas: SchemaRegistry
+    /// Largest accepted message in bytes (Segment's limit: 32 KB).
+    public var maxMessageBytes: Int
+
+    public init(schemas: SchemaRegistry, maxMessageBytes: Int = 32 * 1024) {
+        self.schemas = schemas
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Parses and prepares one NDJSON line or request body holding one message.
+    public func prepare(bytes: UnsafeBufferPointer<UInt8>, source: SourceContext, receivedAt: Micros) -> Result<PreparedEvent, Rejection> {
+        if bytes.count > maxMessageBytes {
+            return .failure(Rejection(code: "too_large", message: "message is \(bytes.count) bytes, over the \(maxMessageBytes)-byte limit"))
+        }
+        let message: JSON
+        do {
+            message = try JSON.parse(bytes)
+        } catch {
+            return .failure(Rejection(code: "malformed_json", message: error.description))
+        }
+        return prepare(message: message, encodedSize: bytes.count, source: source, receivedAt: receivedAt)
+    }
+
+    /// Prepares a parsed message. `encodedSize` is its size as sent, when known (else measured).
+    /// `batchSentAt` is the enclosing batch's `sentAt`, used when the message has none.
+    public func prepare(message: JSON, encodedSize: Int?, source: SourceContext, receivedAt: Micros,
+                        batchSentAt: Micros? = nil) -> Result<PreparedEvent, Rejection> {
+        let size = encodedSize ?? message.jsonBytes().count
+        if size > maxMessageBytes {
+            return .failure(Rejection(code: "too_large", message: "message is \(size) bytes, over the \(maxMessageBytes)-byte limit"))
+        }
+        guard case .object(let members) = message else {
+            return .failure(Rejection(code: "invalid", message: "a message must be a JSON object, got \(message.typeName)"))
+        }
+        let failures = schemas.validate(message)
+        if !failures.isEmpty {
+            return .failure(Rejection(code: "invalid", message: failures.map { $0.description }.joined(separator: "; ")))
+        }
+        guard let typeName = message["type"]?.stringValue, let type = EventType(name: typeName), type != .system else {
+            return .failure(Rejection(code: "invalid", message: "type must be one of identify, track, page, screen, group, alias"))
+        }
+        // Segment: timestamp = receivedAt − (sentAt − originalTimestamp).
+        let original: Micros?
+        let originalField: String?
+        if let s = message["originalTimestamp"]?.stringValue {
+            original = Timestamp.parse(s); originalField = "originalTimestamp"
+        } else if let s = message["timestamp"]?.stringValue {
+            original = Timestamp.parse(s); originalField = "timestamp"
+        } else {
+            original = nil; originalField = nil
+        }
+        if let originalField, original == nil {
+            return .failure(Rejection(code: "invalid", message: "\(originalField) is not an ISO-8601 date-time"))
+        }
+        var sentAt = batchSentAt
+        if let s = message["sentAt"]?.stringValue {
+            guard let t = Timestamp.parse(s) else {
+                return .failure(Rejection(code: "invalid", message: "sentAt is not an ISO-8601 date-time"))
+            }
+            sentAt = t
+        }
+        let eventTime: Micros
+        if let original, let sentAt {
+            eventTime = receivedAt - (sentAt - original)
+        } else {
+            eventTime = original ?? receivedAt
+        }
+        let messageId = message["messageId"]?.scalarText.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString.lowercased()
+        let channel = message["context"]?["channel"]?.stringValue ?? source.channel
+
+        var body: [(String, JSON)] = []
+        body.reserveCapacity(members.count + 3)
+        var sawMessageId = false
+        for (k, v) in members {
+            switch k {
+            case "type", "writeKey", "seq", "receivedAt", "source", "channel": continue  // envelope-owned; never store a key
+            case "timestamp":
+                // Kept only when corrected, as the client's original time.
+                if eventTime != original, originalField == "timestamp" { body.append(("originalTimestamp", v)) }
+            case "messageId": sawMessageId = true; body.append((k, .string(messageId)))
+            default: body.append((k, v))
+            }
+        }
+        if !sawMessageId { body.append(("messageId", .string(messageId))) }
+        body.append(("source", .string(source.name)))
+        body.append(("channel", .string(channel)))
+        return .success(PreparedEvent(type: type, timestamp: eventTime, receivedAt: receivedAt, source: source.name,
+                                      messageId: messageId, payload: JSON.object(body).binary, inputBytes: size))
+    }
+}
+
+extension JSON {
+    /// A deep merge where `self` wins: object members of `defaults` missing from `self` are
+    /// added, nested objects merged. Used for a batch's top-level `context`/`integrations`.
+    public func merged(withDefaults defaults: JSON) -> JSON {
+        guard case .object(var mine) = self, case .object(let theirs) = defaults else { return self }
+        for (k, v) in theirs {
+            if let i = mine.lastIndex(where: { $0.0 == k }) {
+                mine[i].1 = mine[i].1.merged(withDefaults: v)
+            } else {
+                mine.append((k, v))
+            }
+        }
+        return .object(mine)
+    }
+}

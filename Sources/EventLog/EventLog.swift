@@ -1,0 +1,382 @@
+// EventLog owns the append-only event log: the envelope and its validation, the record codec
+// (binary body + zstd with dictionaries trained from the log itself), dense sequence numbers,
+// idempotency by messageId, dead letters, tailing and verification. It never knows that a
+// projection exists, and nothing but this module writes the log.
+
+import Foundation
+import JSONCore
+import LMDB
+
+/// What happened to one submitted event.
+public enum AppendOutcome: Sendable, Equatable {
+    /// Newly written at this seq.
+    case appended(UInt64)
+    /// A retry: (source, messageId) was already in the log at this seq; nothing written.
+    case duplicate(UInt64)
+
+    public var seq: UInt64 {
+        switch self {
+        case .appended(let s), .duplicate(let s): return s
+        }
+    }
+}
+
+/// A rejected input, as kept in the dead letters: nothing a client sent is silently dropped.
+public struct DeadLetter: Sendable, Equatable {
+    public var id: UInt64
+    public var time: Micros
+    public var source: String
+    public var code: String
+    public var reason: String
+    /// The bytes exactly as received (for a batch member: that member's JSON).
+    public var raw: [UInt8]
+
+    public init(id: UInt64 = 0, time: Micros, source: String, code: String, reason: String, raw: [UInt8]) {
+        self.id = id
+        self.time = time
+        self.source = source
+        self.code = code
+        self.reason = reason
+        self.raw = raw
+    }
+
+    public init(rejection: Rejection, raw: [UInt8], source: String, time: Micros) {
+        self.init(time: time, source: source, code: rejection.code, reason: rejection.message, raw: raw)
+    }
+}
+
+/// Settings of an `EventLog`.
+public struct LogOptions: Sendable {
+    public var durability: Durability = .full
+    public var initialMapSize: Int = 256 << 20
+    /// Train the first dictionary once this many events have been seen.
+    public var trainAfter: Int = 4000
+    /// Retrain when the recent compression ratio falls below this fraction of the ratio
+    /// measured right after the last training.
+    public var retrainBelow: Double = 0.8
+    public var dictionaryCapacity: Int = 64 * 1024
+    public var compressionLevel: Int32 = 3
+    public var readOnly = false
+
+    public init(durability: Durability = .full, initialMapSize: Int = 256 << 20, readOnly: Bool = false) {
+        self.durability = durability
+        self.initialMapSize = initialMapSize
+        self.readOnly = readOnly
+    }
+}
+
+/// The append-only event log in `<data>/log`: named databases `events` (seq → record,
+/// written with `MDB_APPEND`), `message_ids` (hash of source + messageId → seq),
+/// `rejected` (dead letters) and `meta` (format version, dictionaries, counters).
+///
+///     let log = try EventLog(directory: "data/log")
+///     let outcomes = try log.append([prepared])      // durable when it returns
+///     try log.forEach(from: 1) { event in print(event.seq, event.type) }
+///
+/// Thread-safe: appends are serialised internally (use `Ingestor` to share commits among
+/// concurrent callers); reads run concurrently with them.
+public final class EventLog: @unchecked Sendable {
+    public let directory: String
+    public let environment: Environment
+    public let options: LogOptions
+    public let dictionaries = DictionarySet()
+    let events: Database
+    let messageIDs: Database
+    let rejected: Database
+    let meta: Database
+    let notifier = CommitNotifier()
+    private let writer: LogWriter
+    private let writerLock = NSLock()
+
+    public init(directory: String, options: LogOptions = .init()) throws {
+        self.directory = directory
+        self.options = options
+        environment = try Environment(path: directory, options: EnvironmentOptions(
+            mapSize: options.initialMapSize, maxDatabases: 8, durability: options.durability, readOnly: options.readOnly))
+        events = try environment.openDatabase("events", flags: .integerKey)
+        messageIDs = try environment.openDatabase("message_ids", flags: [.integerKey, .duplicateSort, .duplicateFixed, .integerDuplicates])
+        rejected = try environment.openDatabase("rejected", flags: .integerKey)
+        meta = try environment.openDatabase("meta")
+        writer = LogWriter(options: options)
+        if !options.readOnly {
+            try environment.write { tx in
+                if try tx.get(meta, key: Array("format".utf8)) == nil {
+                    try tx.put(meta, key: Array("format".utf8), value: [RecordCodec.formatVersion])
+                }
+            }
+        }
+        try loadDictionaries()
+        writer.current = dictionaries.latest
+        notifier.publish(lastSeq)
+    }
+
+    private func loadDictionaries() throws {
+        let found: [(UInt32, [UInt8])] = try environment.read { tx in
+            var out: [(UInt32, [UInt8])] = []
+            try tx.scan(meta, from: Array("dict/".utf8)) { k, v in
+                guard let key = String(bytes: k, encoding: .utf8), key.hasPrefix("dict/"),
+                      let id = UInt32(key.dropFirst(5)) else { return false }
+                out.append((id, Array(v)))
+                return true
+            }
+            return out
+        }
+        for (id, bytes) in found where dictionaries[id] == nil {
+            dictionaries.insert(try ZstdDictionary(id: id, bytes: bytes, level: options.compressionLevel))
+        }
+    }
+
+    // MARK: Appending
+
+    /// Appends `items` (skipping retries of a (source, messageId) already in the log) and
+    /// `deadLetters` in one transaction, durable when this returns under `.full` durability.
+    /// Seqs are dense, increasing, in `items` order. Outcomes are in `items` order.
+    /// - Throws: `LMDBError` or `ZstdError`; then nothing of this call was written.
+    @discardableResult
+    public func append(_ items: [PreparedEvent], deadLetters: [DeadLetter] = []) throws -> [AppendOutcome] {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        try writer.maybeTrain(items, log: self)
+        let dict = writer.current
+        // Encode outside the transaction (and outside any retry after map growth).
+        var records: [[UInt8]] = []
+        records.reserveCapacity(items.count)
+        var inputBytes = 0, recordBytes = 0
+        for item in items {
+            let r = try RecordCodec.encode(item, dictionary: dict, compressor: writer.compressor)
+            inputBytes += item.inputBytes
+            recordBytes += r.count
+            records.append(r)
+        }
+        let outcomes: [AppendOutcome] = try environment.write { tx in
+            var next = try Self.lastKey(tx, events) + 1
+            var outcomes: [AppendOutcome] = []
+            outcomes.reserveCapacity(items.count)
+            var inBatch: [String: UInt64] = [:]
+            var appendedInput = 0, appendedRecord = 0
+            for (n, item) in items.enumerated() {
+                let hash = StableHash.fnv1a(item.source, item.messageId)
+                let batchKey = item.source + "\u{0}" + item.messageId
+                if let seq = inBatch[batchKey] {
+                    outcomes.append(.duplicate(seq))
+                    continue
+                }
+                if let seq = try findMessage(tx, hash: hash, source: item.source, messageId: item.messageId) {
+                    outcomes.append(.duplicate(seq))
+                    continue
+                }
+                let seq = next
+                next += 1
+                try tx.put(events, key: seq.nativeKey, value: records[n], flags: .append)
+                try tx.put(messageIDs, key: hash.nativeKey, value: seq.nativeKey)
+                inBatch[batchKey] = seq
+                appendedInput += item.inputBytes
+                appendedRecord += records[n].count
+                outcomes.append(.appended(seq))
+            }
+            if !deadLetters.isEmpty {
+                var id = try Self.lastKey(tx, rejected) + 1
+                for d in deadLetters {
+                    try tx.put(rejected, key: id.nativeKey, value: DeadLetterCodec.encode(d), flags: .append)
+                    id += 1
+                }
+            }
+            if appendedInput > 0 {
+                try addCounter(tx, "stat/input_bytes", appendedInput)
+                try addCounter(tx, "stat/record_bytes", appendedRecord)
+            }
+            return outcomes
+        }
+        writer.observe(inputBytes: inputBytes, recordBytes: recordBytes)
+        if let last = outcomes.last(where: { if case .appended = $0 { return true }; return false }) {
+            notifier.publish(last.seq)
+        }
+        return outcomes
+    }
+
+    /// Keeps rejected inputs in the dead letters (durably).
+    public func reject(_ deadLetters: [DeadLetter]) throws {
+        guard !deadLetters.isEmpty else { return }
+        try append([], deadLetters: deadLetters)
+    }
+
+    private func findMessage(_ tx: borrowing WriteTransaction, hash: UInt64, source: String, messageId: String) throws -> UInt64? {
+        var candidates: [UInt64] = []
+        try tx.withCursor(messageIDs) { c in
+            var e = try c.seekExact(hash.nativeKey)
+            while let (_, v) = e {
+                candidates.append(UInt64(nativeKey: v))
+                e = try c.nextDuplicate()
+            }
+        }
+        guard !candidates.isEmpty else { return nil }
+        // A hash hit: confirm on the record itself (hash collisions are possible, if rare).
+        let decompressor = Decompressor()
+        for seq in candidates {
+            let event = try tx.withValue(events, key: seq.nativeKey) { record in
+                try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: decompressor)
+            }
+            if let event, event.messageId == messageId, event.source == source { return seq }
+        }
+        return nil
+    }
+
+    private func addCounter(_ tx: borrowing WriteTransaction, _ name: String, _ delta: Int) throws {
+        let key = Array(name.utf8)
+        let old = try tx.withValue(meta, key: key) { $0.loadUnaligned(as: Int64.self) } ?? 0
+        try tx.put(meta, key: key, value: withUnsafeBytes(of: old + Int64(delta)) { Array($0) })
+    }
+
+    func storeDictionary(_ d: ZstdDictionary) throws {
+        try environment.write { tx in
+            try tx.put(meta, key: Array("dict/\(d.id)".utf8), value: d.bytes)
+        }
+        dictionaries.insert(d)
+    }
+
+    static func lastKey(_ tx: borrowing some TransactionReading & ~Copyable, _ db: Database) throws -> UInt64 {
+        try tx.withCursor(db) { c in try c.last().map { UInt64(nativeKey: $0.key) } ?? 0 }
+    }
+
+    // MARK: Reading
+
+    /// The highest seq in the log (0 when empty).
+    public var lastSeq: UInt64 {
+        (try? environment.read { tx in try Self.lastKey(tx, events) }) ?? 0
+    }
+
+    /// The event at `seq`, or nil when there is none.
+    public func event(seq: UInt64) throws -> Event? {
+        let d = Decompressor()
+        return try environment.read { tx in
+            try tx.withValue(events, key: seq.nativeKey) { r in
+                try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
+            }
+        }
+    }
+
+    /// Up to `limit` events with seq ≥ `from`, in order.
+    public func events(from: UInt64, limit: Int) throws -> [Event] {
+        var out: [Event] = []
+        try forEach(from: from, chunk: limit) { e in
+            out.append(e)
+            return out.count < limit
+        }
+        return out
+    }
+
+    /// Visits events with `from` ≤ seq ≤ `through` in order until `body` returns false.
+    /// Reads in chunks of `chunk` records, each in its own short read transaction, so a long
+    /// scan never pins old pages while writers go on.
+    public func forEach(from: UInt64 = 1, through: UInt64 = .max, chunk: Int = 4096,
+                        _ body: (Event) throws -> Bool) throws {
+        let d = Decompressor()
+        try forEachRecord(from: from, through: through, chunk: chunk) { seq, record in
+            try body(try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: d))
+        }
+    }
+
+    /// Visits raw records (seq, bytes valid only during the call) in order.
+    public func forEachRecord(from: UInt64 = 1, through: UInt64 = .max, chunk: Int = 4096,
+                              _ body: (UInt64, UnsafeRawBufferPointer) throws -> Bool) throws {
+        var next = max(from, 1)
+        var done = false
+        while !done && next <= through {
+            var seen = 0
+            try environment.read { tx in
+                try tx.scan(events, from: next.nativeKey) { k, v in
+                    let seq = UInt64(nativeKey: k)
+                    if seq > through { done = true; return false }
+                    if try !body(seq, v) { done = true; return false }
+                    next = seq + 1
+                    seen += 1
+                    return seen < chunk
+                }
+            }
+            if seen == 0 { break }
+        }
+    }
+
+    /// The seq of (source, messageId), if it is in the log.
+    public func seq(source: String, messageId: String) throws -> UInt64? {
+        let hash = StableHash.fnv1a(source, messageId)
+        let d = Decompressor()
+        return try environment.read { tx in
+            var candidates: [UInt64] = []
+            try tx.withCursor(messageIDs) { c in
+                var e = try c.seekExact(hash.nativeKey)
+                while let (_, v) = e { candidates.append(UInt64(nativeKey: v)); e = try c.nextDuplicate() }
+            }
+            for seq in candidates {
+                let ev = try tx.withValue(events, key: seq.nativeKey) { r in
+                    try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
+                }
+                if let ev, ev.messageId == messageId, ev.source == source { return seq }
+            }
+            return nil
+        }
+    }
+
+    /// Dead letters with id > `after`, oldest first.
+    public func deadLetters(after: UInt64 = 0, limit: Int = 100) throws -> [DeadLetter] {
+        try environment.read { tx in
+            var out: [DeadLetter] = []
+            try tx.scan(rejected, from: (after + 1).nativeKey) { k, v in
+                var d = try DeadLetterCodec.decode(v)
+                d.id = UInt64(nativeKey: k)
+                out.append(d)
+                return out.count < limit
+            }
+            return out
+        }
+    }
+
+    // MARK: Tailing
+
+    /// Waits until the log holds `seq` or `timeout` passes; returns whether it does. Wakes on
+    /// commits of this process at once, and polls for commits made by other processes.
+    public func waitForSeq(_ seq: UInt64, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if lastSeq >= seq { return true }
+            let now = ContinuousClock.now
+            if now >= deadline { return false }
+            let slice = min(deadline - now, .milliseconds(500))
+            await notifier.wait(for: seq, timeout: slice)
+        }
+    }
+
+    /// Every event from `seq` on, forever: batches of stored events, waking on each commit.
+    public func tail(from seq: UInt64, batchSize: Int = 1024) -> AsyncThrowingStream<[Event], Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                var next = max(seq, 1)
+                do {
+                    while !Task.isCancelled {
+                        let batch = try self.events(from: next, limit: batchSize)
+                        if let last = batch.last {
+                            next = last.seq + 1
+                            continuation.yield(batch)
+                        } else {
+                            _ = await self.waitForSeq(next, timeout: .seconds(3600))
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: Maintenance
+
+    /// Writes a compacted, consistent copy of the log into `destination` (hot: appends go on).
+    public func backup(to destination: String) throws {
+        try environment.backup(to: destination, compact: true)
+    }
+
+    /// Flushes relaxed-durability commits to disk.
+    public func sync() throws { try environment.sync() }
+}

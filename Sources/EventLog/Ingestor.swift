@@ -1,0 +1,94 @@
+import Dispatch
+import Foundation
+
+/// What one commit did, for metrics.
+public struct CommitReport: Sendable {
+    public let appended: Int
+    public let duplicates: Int
+    public let deadLetters: Int
+    public let callers: Int
+    public let seconds: Double
+}
+
+/// The single writer. Concurrent callers `submit` their events; those arriving while a commit
+/// is in flight share the next one (group commit), so one fsync acknowledges many requests.
+/// Each caller gets its outcomes only after the transaction holding them is durable.
+///
+///     let ingestor = Ingestor(log: log)
+///     let outcomes = try await ingestor.submit(prepared)   // durable here
+///
+/// The blocking LMDB commit runs on a dedicated thread, never on the concurrency pool.
+public actor Ingestor {
+    public let log: EventLog
+    /// Most events one transaction takes; more wait for the next commit.
+    public let maxBatch: Int
+    private let onCommit: (@Sendable (CommitReport) -> Void)?
+
+    private struct Pending {
+        let items: [PreparedEvent]
+        let deadLetters: [DeadLetter]
+        let continuation: CheckedContinuation<[AppendOutcome], Error>
+    }
+    private var pending: [Pending] = []
+    private var pendingCount = 0
+    private var flushing = false
+    private let queue = DispatchQueue(label: "touchstone.log-writer", qos: .userInitiated)
+
+    public init(log: EventLog, maxBatch: Int = 8192, onCommit: (@Sendable (CommitReport) -> Void)? = nil) {
+        self.log = log
+        self.maxBatch = maxBatch
+        self.onCommit = onCommit
+    }
+
+    /// Appends `items` and keeps `deadLetters`; returns the outcomes (in `items` order) once
+    /// durable. - Throws: the commit's error; then nothing of this call was written.
+    public func submit(_ items: [PreparedEvent], deadLetters: [DeadLetter] = []) async throws -> [AppendOutcome] {
+        if items.isEmpty && deadLetters.isEmpty { return [] }
+        return try await withCheckedThrowingContinuation { c in
+            pending.append(Pending(items: items, deadLetters: deadLetters, continuation: c))
+            pendingCount += items.count
+            if !flushing {
+                flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !pending.isEmpty {
+            var group: [Pending] = []
+            var count = 0
+            while let first = pending.first, group.isEmpty || count + first.items.count <= maxBatch {
+                group.append(first)
+                count += first.items.count
+                pending.removeFirst()
+            }
+            pendingCount -= count
+            let items = group.flatMap(\.items)
+            let dead = group.flatMap(\.deadLetters)
+            let log = self.log
+            let started = ContinuousClock.now
+            let result: Result<[AppendOutcome], Error> = await withCheckedContinuation { c in
+                queue.async { c.resume(returning: Result { try log.append(items, deadLetters: dead) }) }
+            }
+            switch result {
+            case .success(let outcomes):
+                var offset = 0
+                for p in group {
+                    p.continuation.resume(returning: Array(outcomes[offset..<offset + p.items.count]))
+                    offset += p.items.count
+                }
+                if let onCommit {
+                    let elapsed = ContinuousClock.now - started
+                    let dups = outcomes.reduce(0) { if case .duplicate = $1 { return $0 + 1 }; return $0 }
+                    onCommit(CommitReport(appended: outcomes.count - dups, duplicates: dups, deadLetters: dead.count,
+                                          callers: group.count,
+                                          seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+                }
+            case .failure(let error):
+                for p in group { p.continuation.resume(throwing: error) }
+            }
+        }
+        flushing = false
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import JSONCore
+
+/// The writer's private state: its compression context, the dictionary in use, and the
+/// samples and running ratio that decide when to train a new dictionary. Used only under
+/// the log's writer lock.
+final class LogWriter {
+    let options: LogOptions
+    let compressor: Compressor
+    var current: ZstdDictionary?
+    private var samples: [[UInt8]] = []
+    private var seen = 0
+    private var ratioAtTraining = 0.0
+    private var windowInput = 0, windowRecord = 0
+    private var sinceTraining = 0
+
+    init(options: LogOptions) {
+        self.options = options
+        compressor = Compressor(level: options.compressionLevel)
+    }
+
+    /// Collects samples and trains a dictionary: the first once `trainAfter` events were
+    /// seen, a new one when the ratio drifts below `retrainBelow` of what it was. Old records
+    /// keep their dictionary id, so nothing is rewritten.
+    func maybeTrain(_ items: [PreparedEvent], log: EventLog) throws {
+        guard !items.isEmpty else { return }
+        let keep = 2 * options.trainAfter
+        let stride = current == nil ? 1 : 8
+        for item in items {
+            seen += 1
+            if seen % stride == 0 {
+                if samples.count < keep { samples.append(item.payload) } else { samples[seen / stride % keep] = item.payload }
+            }
+        }
+        let drifted = current != nil && sinceTraining >= 20 * options.trainAfter && windowInput > 0
+            && Double(windowInput) / Double(max(windowRecord, 1)) < options.retrainBelow * ratioAtTraining
+        guard (current == nil && samples.count >= options.trainAfter) || drifted else { return }
+        guard let bytes = try? ZstdDictionary.train(samples: samples, capacity: options.dictionaryCapacity) else {
+            return  // too few or too uniform samples: try again later, records stay readable either way
+        }
+        let id = (log.dictionaries.latest?.id ?? 0) + 1
+        let dict = try ZstdDictionary(id: id, bytes: bytes, level: options.compressionLevel)
+        try log.storeDictionary(dict)
+        current = dict
+        // Measure the new dictionary on its own samples to set the drift baseline.
+        var input = 0, output = 0
+        var scratch: [UInt8] = []
+        for s in samples.prefix(500) {
+            scratch.removeAll(keepingCapacity: true)
+            try compressor.compress(s, dictionary: dict, into: &scratch)
+            input += s.count
+            output += scratch.count + 8
+        }
+        ratioAtTraining = Double(input) / Double(max(output, 1))
+        windowInput = 0
+        windowRecord = 0
+        sinceTraining = 0
+    }
+
+    func observe(inputBytes: Int, recordBytes: Int) {
+        windowInput += inputBytes
+        windowRecord += recordBytes
+        sinceTraining += 1
+        if windowInput > 64 << 20 { windowInput /= 2; windowRecord /= 2 }
+    }
+}
+
+/// Binary form of a dead letter: version, time, source, code, reason, raw bytes.
+enum DeadLetterCodec {
+    static func encode(_ d: DeadLetter) -> [UInt8] {
+        var out: [UInt8] = [1]
+        Varint.writeSigned(d.time, to: &out)
+        for s in [d.source, d.code, d.reason] {
+            Varint.write(UInt64(s.utf8.count), to: &out)
+            out.append(contentsOf: s.utf8)
+        }
+        Varint.write(UInt64(d.raw.count), to: &out)
+        out.append(contentsOf: d.raw)
+        return out
+    }
+
+    static func decode(_ v: UnsafeRawBufferPointer) throws -> DeadLetter {
+        try v.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            guard try r.byte() == 1 else { throw CorruptRecord(reason: "unknown dead-letter version") }
+            let time = try r.signedVarint()
+            let source = try r.string(), code = try r.string(), reason = try r.string()
+            let n = Int(try r.varint())
+            let raw = Array(try r.bytes(n))
+            return DeadLetter(time: time, source: source, code: code, reason: reason, raw: raw)
+        }
+    }
+}
+
+/// Wakes waiters when the log's last seq reaches what they wait for.
+final class CommitNotifier: @unchecked Sendable {
+    private let lock = NSLock()
+    private var committed: UInt64 = 0
+    private var waiters: [UInt64: (UInt64, CheckedContinuation<Void, Never>)] = [:]
+    private var nextID: UInt64 = 0
+
+    func publish(_ seq: UInt64) {
+        lock.lock()
+        committed = max(committed, seq)
+        let ready = waiters.filter { $0.value.0 <= committed }
+        for id in ready.keys { waiters.removeValue(forKey: id) }
+        lock.unlock()
+        for (_, w) in ready { w.1.resume() }
+    }
+
+    private func expire(_ id: UInt64) {
+        lock.lock()
+        let w = waiters.removeValue(forKey: id)
+        lock.unlock()
+        w?.1.resume()
+    }
+
+    /// Returns when `seq` is committed or after `timeout`, whichever is first.
+    func wait(for seq: UInt64, timeout: Duration) async {
+        let id: UInt64 = lock.withLock { nextID += 1; return nextID }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if committed >= seq {
+                lock.unlock()
+                c.resume()
+                return
+            }
+            waiters[id] = (seq, c)
+            lock.unlock()
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.expire(id)
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+
+/// A mutex with a closure API.
+final class NSLockShim: @unchecked Sendable {
+    private let l = NSLock()
+    @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        l.lock()
+        defer { l.unlock() }
+        return try body()
+    }
+}
+
+/// 64-bit FNV-1a: stable across runs and machines (unlike `Hasher`), for on-disk index keys.
+public enum StableHash {
+    public static func fnv1a(_ parts: String...) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for (n, p) in parts.enumerated() {
+            if n > 0 { h = (h ^ 0) &* 0x100_0000_01b3 }
+            for b in p.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        }
+        // Final avalanche (from splitmix64) spreads FNV's weak low bits across the key.
+        h ^= h >> 30; h &*= 0xbf58_476d_1ce4_e5b9
+        h ^= h >> 27; h &*= 0x94d0_49bb_1331_11eb
+        h ^= h >> 31
+        return h
+    }
+}
+
+/// The wall clock in µs — only at ingest (receivedAt), never inside a fold.
+public func nowMicros() -> Micros {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Micros(ts.tv_sec) * 1_000_000 + Micros(ts.tv_nsec / 1000)
+}
