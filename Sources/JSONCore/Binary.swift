@@ -82,12 +82,15 @@ extension JSON {
     }
 
     public static func decodeBinary(_ bytes: [UInt8]) throws(BinaryJSONError) -> JSON {
-        try bytes.withUnsafeBufferPointer { buf throws(BinaryJSONError) in
+        let result: Result<JSON, BinaryJSONError> = bytes.withUnsafeBufferPointer { buf in
             var r = BinaryReader(buf)
-            let v = try decodeBinary(&r)
-            guard r.isAtEnd else { throw BinaryJSONError(message: "trailing bytes") }
-            return v
+            do throws(BinaryJSONError) {
+                let v = try decodeBinary(&r)
+                guard r.isAtEnd else { throw BinaryJSONError(message: "trailing bytes") }
+                return .success(v)
+            } catch { return .failure(error) }
         }
+        return try result.get()
     }
 }
 

@@ -21,18 +21,20 @@ extension JSON {
         }
         if let r { return try r.get() }
         let copy = Array(bytes)
-        return try copy.withUnsafeBufferPointer { buf throws(JSONParseError) in
+        let result: Result<JSON, JSONParseError> = copy.withUnsafeBufferPointer { buf in
             var p = ByteParser(buf, maxDepth: maxDepth)
-            return try p.parseDocument()
+            return Result { () throws(JSONParseError) in try p.parseDocument() }
         }
+        return try result.get()
     }
 
     public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
         var t = text
-        return try t.withUTF8 { buf throws(JSONParseError) in
+        let result: Result<JSON, JSONParseError> = t.withUTF8 { buf in
             var p = ByteParser(buf, maxDepth: maxDepth)
-            return try p.parseDocument()
+            return Result { () throws(JSONParseError) in try p.parseDocument() }
         }
+        return try result.get()
     }
 }
 
@@ -88,7 +90,7 @@ struct ByteParser {
     }
 
     mutating func literal(_ word: StaticString) throws(JSONParseError) {
-        let n = word.utf8CodeUnitsCount
+        let n = word.utf8CodeUnitCount
         guard i + n <= b.count else { throw fail("unexpected end of input") }
         let w = word.utf8Start
         for k in 0..<n where b[i + k] != w[k] { throw fail("invalid literal") }
