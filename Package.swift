@@ -34,8 +34,20 @@ let package = Package(
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "JSONCore", "JSONSchema"]),
 
+        .target(name: "Projections", dependencies: ["EventLog", "LMDB", "JSONCore"]),
+        .target(name: "Server", dependencies: [
+            "EventLog", "Projections", "LMDB", "JSONCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+        ]),
+
         .executableTarget(name: "touchstone", dependencies: [
-            "EventLog", "LMDB", "JSONCore",
+            "EventLog", "LMDB", "JSONCore", "Projections", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -50,6 +62,11 @@ let package = Package(
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema", "JSONCore"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "LMDB", "JSONCore"]),
+        .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "EventLog", "JSONCore",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 Tools/setup.sh
 swift build --product touchstone
 swift build --product touchstone-datagen
-swift test --parallel --num-workers 2 2>&1
+swift test 2>&1

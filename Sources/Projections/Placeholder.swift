@@ -1,0 +1,1 @@
+// Projections: see Projection.swift.
