@@ -58,10 +58,13 @@ public struct LogOptions: Sendable {
     public var compressionLevel: Int32 = 3
     public var readOnly = false
 
-    public init(durability: Durability = .full, initialMapSize: Int = 256 << 20, readOnly: Bool = false) {
+    public init(durability: Durability = .full, initialMapSize: Int = 256 << 20, readOnly: Bool = false,
+                trainAfter: Int = 4000, retrainBelow: Double = 0.8) {
         self.durability = durability
         self.initialMapSize = initialMapSize
         self.readOnly = readOnly
+        self.trainAfter = trainAfter
+        self.retrainBelow = retrainBelow
     }
 }
 
@@ -141,10 +144,10 @@ public final class EventLog: @unchecked Sendable {
         // Encode outside the transaction (and outside any retry after map growth).
         var records: [[UInt8]] = []
         records.reserveCapacity(items.count)
-        var inputBytes = 0, recordBytes = 0
+        var payloadBytes = 0, recordBytes = 0
         for item in items {
             let r = try RecordCodec.encode(item, dictionary: dict, compressor: writer.compressor)
-            inputBytes += item.inputBytes
+            payloadBytes += item.payload.count
             recordBytes += r.count
             records.append(r)
         }
@@ -187,7 +190,7 @@ public final class EventLog: @unchecked Sendable {
             }
             return outcomes
         }
-        writer.observe(inputBytes: inputBytes, recordBytes: recordBytes)
+        writer.observe(events: items.count, payloadBytes: payloadBytes, recordBytes: recordBytes)
         if let last = outcomes.last(where: { if case .appended = $0 { return true }; return false }) {
             notifier.publish(last.seq)
         }

@@ -11,8 +11,9 @@ final class LogWriter {
     private var samples: [[UInt8]] = []
     private var seen = 0
     private var ratioAtTraining = 0.0
-    private var windowInput = 0, windowRecord = 0
-    private var sinceTraining = 0
+    /// Payload and record bytes of the recent window (the last `trainAfter` events or so).
+    private var windowInput = 0, windowRecord = 0, windowEvents = 0
+    private var recentRatio = 0.0
 
     init(options: LogOptions) {
         self.options = options
@@ -32,8 +33,7 @@ final class LogWriter {
                 if samples.count < keep { samples.append(item.payload) } else { samples[seen / stride % keep] = item.payload }
             }
         }
-        let drifted = current != nil && sinceTraining >= 20 * options.trainAfter && windowInput > 0
-            && Double(windowInput) / Double(max(windowRecord, 1)) < options.retrainBelow * ratioAtTraining
+        let drifted = current != nil && recentRatio > 0 && recentRatio < options.retrainBelow * ratioAtTraining
         guard (current == nil && samples.count >= options.trainAfter) || drifted else { return }
         guard let bytes = try? ZstdDictionary.train(samples: samples, capacity: options.dictionaryCapacity) else {
             return  // too few or too uniform samples: try again later, records stay readable either way
@@ -42,26 +42,28 @@ final class LogWriter {
         let dict = try ZstdDictionary(id: id, bytes: bytes, level: options.compressionLevel)
         try log.storeDictionary(dict)
         current = dict
-        // Measure the new dictionary on its own samples to set the drift baseline.
-        var input = 0, output = 0
-        var scratch: [UInt8] = []
-        for s in samples.prefix(500) {
-            scratch.removeAll(keepingCapacity: true)
-            try compressor.compress(s, dictionary: dict, into: &scratch)
-            input += s.count
-            output += scratch.count + 8
-        }
-        ratioAtTraining = Double(input) / Double(max(output, 1))
+        // The first full window after training sets the baseline the drift check compares with.
+        ratioAtTraining = 0
         windowInput = 0
         windowRecord = 0
-        sinceTraining = 0
+        windowEvents = 0
+        recentRatio = 0
     }
 
-    func observe(inputBytes: Int, recordBytes: Int) {
-        windowInput += inputBytes
+    /// Records what a commit's payloads compressed to; once per window, the window's ratio
+    /// becomes the one `maybeTrain` compares with the ratio at training.
+    func observe(events: Int, payloadBytes: Int, recordBytes: Int) {
+        guard current != nil else { return }
+        windowInput += payloadBytes
         windowRecord += recordBytes
-        sinceTraining += 1
-        if windowInput > 64 << 20 { windowInput /= 2; windowRecord /= 2 }
+        windowEvents += events
+        if windowEvents >= options.trainAfter {
+            recentRatio = Double(windowInput) / Double(max(windowRecord, 1))
+            if ratioAtTraining == 0 { ratioAtTraining = recentRatio }
+            windowInput = 0
+            windowRecord = 0
+            windowEvents = 0
+        }
     }
 }
 

@@ -73,7 +73,8 @@ import Testing
     }
 
     @Test func rejectsTruncatedAndCorruptInput() {
-        let bytes = JSON(["key": "value", "n": 300]).binary
+        let value: JSON = ["key": "value", "n": 300]
+        let bytes = value.binary
         for cut in 0..<bytes.count {
             #expect(throws: BinaryJSONError.self) { try JSON.decodeBinary(Array(bytes[..<cut])) }
         }

@@ -1,0 +1,118 @@
+import EventLog
+import Foundation
+import JSONCore
+import Testing
+
+@Suite struct Timestamps {
+    @Test(arguments: [
+        ("2025-03-01T12:00:00Z", 1_740_830_400_000_000),
+        ("2025-03-01T12:00:00.123Z", 1_740_830_400_123_000),
+        ("2025-03-01T12:00:00.123456Z", 1_740_830_400_123_456),
+        ("2025-03-01T12:00:00.561+00:00", 1_740_830_400_561_000),
+        ("2025-03-01T14:00:00+02:00", 1_740_830_400_000_000),
+        ("2025-03-01T07:00:00.000-0500", 1_740_830_400_000_000),
+    ] as [(String, Int64)])
+    func parsesTheFormsClientsSend(_ text: String, _ micros: Int64) {
+        #expect(Timestamp.parse(text) == micros)
+    }
+
+    @Test(arguments: ["2025-03-01", "2025-02-30T00:00:00Z", "2025-03-01T12:00:00", "yesterday", "2025-03-01T25:00:00Z"])
+    func rejectsWhatIsNotADateTime(_ text: String) {
+        #expect(Timestamp.parse(text) == nil)
+    }
+
+    @Test func formatsMillisecondsOrMicroseconds() {
+        #expect(Timestamp.format(1_740_830_400_123_000) == "2025-03-01T12:00:00.123Z")
+        #expect(Timestamp.format(1_740_830_400_123_456) == "2025-03-01T12:00:00.123456Z")
+        #expect(Timestamp.parse(Timestamp.format(-1)) == -1)
+    }
+}
+
+@Suite struct Envelope {
+    @Test func correctsClientClockSkewWithSentAt() throws {
+        // The client's clock is 1 hour fast: sent at 13:00 by its clock, received at 12:00.
+        var m = track("m1", at: "2025-03-01T12:59:00.000Z")
+        m["sentAt"] = "2025-03-01T13:00:00.000Z"
+        let received = Timestamp.parse("2025-03-01T12:00:00Z")!
+        let p = try prepared(m, receivedAt: received)
+        #expect(p.timestamp == Timestamp.parse("2025-03-01T11:59:00Z"))
+        let body = try JSON.decodeBinary(p.payload)
+        #expect(body["originalTimestamp"]?.stringValue == "2025-03-01T12:59:00.000Z")
+    }
+
+    @Test func usesBatchSentAtWhenTheMessageHasNone() throws {
+        let received = Timestamp.parse("2025-03-01T12:00:00Z")!
+        let p = try builder.prepare(message: track("m1", at: "2025-03-01T12:00:10Z"), encodedSize: nil, source: web,
+                                    receivedAt: received, batchSentAt: Timestamp.parse("2025-03-01T12:00:20Z")).get()
+        #expect(p.timestamp == received - 10_000_000)
+    }
+
+    @Test func withoutATimestampTheEventHappenedWhenReceived() throws {
+        var m = track("m1")
+        m["timestamp"] = nil
+        #expect(try prepared(m, receivedAt: 42).timestamp == 42)
+    }
+
+    @Test func generatesAMessageIdWhenAbsentAndNeverStoresTheWriteKey() throws {
+        var m = track("x")
+        m["messageId"] = nil
+        m["writeKey"] = "secret-key"
+        let body = try JSON.decodeBinary(try prepared(m).payload)
+        #expect((body["messageId"]?.stringValue?.count ?? 0) >= 32)
+        #expect(body["writeKey"] == nil)
+        #expect(!body.jsonString.contains("secret-key"))
+    }
+
+    @Test func channelComesFromContextElseTheSource() throws {
+        var m = track("m1")
+        #expect(try JSON.decodeBinary(try prepared(m).payload)["channel"] == "web")
+        m["context"] = ["ip": "1.2.3.4"]
+        let p = try builder.prepare(message: m, encodedSize: nil, source: SourceContext(name: "till", channel: "pos"), receivedAt: 1).get()
+        #expect(try JSON.decodeBinary(p.payload)["channel"] == "pos")
+        #expect(try JSON.decodeBinary(p.payload)["source"] == "till")
+    }
+
+    @Test func nullAnonymousIdIsAbsentAsAnalyticsPythonSendsIt() throws {
+        var m = track("m1")
+        m["anonymousId"] = .null
+        let p = try prepared(m)
+        let e = Event(seq: 1, type: p.type, timestamp: p.timestamp, receivedAt: p.receivedAt, body: try JSON.decodeBinary(p.payload))
+        #expect(e.anonymousId == nil)
+        #expect(e.userId == "u1")
+    }
+
+    @Test func rejectsMalformedJSONNamingTheOffset() {
+        let bytes = Array(#"{"type":"track","event":}"#.utf8)
+        let r = bytes.withUnsafeBufferPointer { builder.prepare(bytes: $0, source: web, receivedAt: 1) }
+        guard case .failure(let rejection) = r else { Issue.record("accepted"); return }
+        #expect(rejection.code == "malformed_json")
+        #expect(rejection.message.contains("byte"))
+    }
+
+    @Test func rejectsOversizedMessages() {
+        let m = track("m1", properties: ["blob": .string(String(repeating: "x", count: 33 * 1024))])
+        guard case .failure(let r) = builder.prepare(message: m, encodedSize: nil, source: web, receivedAt: 1) else {
+            Issue.record("accepted"); return
+        }
+        #expect(r.code == "too_large")
+    }
+
+    @Test func trackWithoutEventIsRejectedNamingTheField() {
+        var m = track("m1")
+        m["event"] = nil
+        guard case .failure(let r) = builder.prepare(message: m, encodedSize: nil, source: web, receivedAt: 1) else {
+            Issue.record("accepted"); return
+        }
+        #expect(r.code == "invalid")
+        #expect(r.message.contains("event"))
+    }
+
+    @Test func aMessageNeedsAUserOrAnonymousId() {
+        var m = track("m1")
+        m["userId"] = .null
+        guard case .failure(let r) = builder.prepare(message: m, encodedSize: nil, source: web, receivedAt: 1) else {
+            Issue.record("accepted"); return
+        }
+        #expect(r.message.contains("userId") || r.message.contains("anonymousId"))
+    }
+}

@@ -1,0 +1,196 @@
+import EventLog
+import Foundation
+import JSONCore
+import LMDB
+import Testing
+
+@Suite struct RecordFormat {
+    @Test func roundTripsEveryField() throws {
+        let p = try prepared(track("m1"), receivedAt: 1_740_830_500_000_000)
+        let c = Compressor()
+        let record = try RecordCodec.encode(p, dictionary: nil, compressor: c)
+        let e = try record.withUnsafeBytes {
+            try RecordCodec.decode(seq: 7, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor())
+        }
+        #expect(e.seq == 7)
+        #expect(e.type == .track)
+        #expect(e.timestamp == p.timestamp)
+        #expect(e.receivedAt == 1_740_830_500_000_000)
+        #expect(e.event == "Product Viewed")
+        #expect(e.messageId == "m1")
+        #expect(e.properties?["price"] == .double(19.99))
+        #expect(e.channel == "web")
+    }
+
+    @Test func aFlippedByteFailsTheChecksum() throws {
+        let p = try prepared(track("m1"))
+        var record = try RecordCodec.encode(p, dictionary: nil, compressor: Compressor())
+        record[record.count - 6] ^= 0x40
+        #expect(throws: (any Error).self) {
+            try record.withUnsafeBytes { try RecordCodec.decode(seq: 1, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor()) }
+        }
+    }
+}
+
+@Suite struct Appending {
+    @Test func seqsAreDenseFromOneInSubmissionOrder() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        let out = try log.append((1...5).map { try prepared(track("m\($0)")) })
+        #expect(out == (1...5).map { AppendOutcome.appended(UInt64($0)) })
+        let more = try log.append([try prepared(track("m6"))])
+        #expect(more == [.appended(6)])
+        #expect(log.lastSeq == 6)
+        #expect(try log.events(from: 1, limit: 100).map(\.messageId) == (1...6).map { "m\($0)" })
+    }
+
+    @Test func aRetriedMessageIdReturnsTheOriginalSeq() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        try log.append([try prepared(track("a")), try prepared(track("b"))])
+        let retry = try log.append([try prepared(track("b")), try prepared(track("c")), try prepared(track("c"))])
+        #expect(retry == [.duplicate(2), .appended(3), .duplicate(3)])
+        #expect(log.lastSeq == 3)
+        #expect(try log.seq(source: "web", messageId: "b") == 2)
+    }
+
+    @Test func theSameMessageIdFromAnotherSourceIsADifferentEvent() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        try log.append([try prepared(track("a"))])
+        let other = try builder.prepare(message: track("a"), encodedSize: nil, source: SourceContext(name: "app", channel: "mobile"),
+                                        receivedAt: 1).get()
+        #expect(try log.append([other]) == [.appended(2)])
+    }
+
+    @Test func rejectedInputsAreKeptWithReasonAndRawBytes() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        let importer = Importer(log: log, builder: builder, source: web)
+        let file = dir.path + "/in.ndjson"
+        var lines = [track("ok1").jsonString, "{not json", #"{"type":"track","userId":"u1"}"#,
+                     track("big", properties: ["x": .string(String(repeating: "y", count: 40_000))]).jsonString, "",
+                     track("ok2").jsonString]
+        lines.append(track("ok1").jsonString)
+        try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let s = try importer.run(try LineReader(path: file))
+        #expect(s.appended == 2)
+        #expect(s.duplicates == 1)
+        #expect(s.rejected == 3)
+        let dead = try log.deadLetters()
+        #expect(dead.map(\.code) == ["malformed_json", "invalid", "too_large"])
+        #expect(dead[0].raw == Array("{not json".utf8))
+        #expect(dead[1].reason.contains("event"))
+        #expect(dead.allSatisfy { $0.source == "web" })
+    }
+
+    @Test func theMapGrowsFromOneMebibyteWithNothingLost() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path, options: LogOptions(initialMapSize: 1 << 20))
+        var n = 0
+        for batch in 0..<20 {
+            let items = try (0..<500).map { i in
+                try prepared(track("m\(batch)-\(i)", properties: ["note": .string("event \(batch) \(i) " + String(repeating: "z", count: 200))]))
+            }
+            n += try log.append(items).count
+        }
+        #expect(n == 10_000)
+        #expect(log.environment.info.mapSize > 1 << 20)
+        let report = try log.verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.events == 10_000)
+    }
+
+    @Test func retrainsTheDictionaryOnDriftAndOldRecordsStayReadable() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path, options: LogOptions(trainAfter: 300, retrainBelow: 0.9))
+        // Phase 1: product views; the first dictionary is trained on them.
+        for b in 0..<4 {
+            try log.append((0..<300).map { i in try prepared(track("a\(b)-\(i)", properties: ["product_id": .string("p\(i % 40)"), "category": "shoes"])) })
+        }
+        #expect(log.dictionaries.count == 1)
+        // Phase 2: very different messages; the ratio drops and a new dictionary is trained.
+        for b in 0..<12 {
+            try log.append((0..<300).map { i in
+                var m = track("b\(b)-\(i)", event: "Support Ticket Opened", properties: [
+                    "ticket_subject": .string(["Refund for order", "Where is my parcel", "Password reset", "Damaged item"][i % 4] + " #\(i)"),
+                    "priority": .string(["low", "normal", "urgent"][i % 3]), "agent": .string("agent-\(i % 7)"),
+                    "tags": ["shipping", "billing", .string("queue-\(i % 5)")]])
+                m["context"] = ["channel": "support", "library": ["name": "zendesk-bridge", "version": "4.1.0"]]
+                return try prepared(m)
+            })
+        }
+        #expect(log.dictionaries.count >= 2)
+        // Reopen: every record, old and new, decodes with its own dictionary.
+        let reopened = try EventLog(directory: dir.path)
+        let report = try reopened.verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.events == 4800)
+        #expect(try reopened.event(seq: 1)?.messageId == "a0-0")
+    }
+
+    @Test func compressesWithTheTrainedDictionary() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path, options: LogOptions(trainAfter: 500))
+        for b in 0..<6 {
+            try log.append((0..<500).map { i in try prepared(track("m\(b)-\(i)", user: "u\(i)", properties: ["product_id": .string("p\(i % 50)"), "price": 9.99, "category": "shoes"])) })
+        }
+        let stats = try log.stats()
+        #expect(stats.dictionaries == 1)
+        #expect(stats.compression_ratio > 2.0, "ratio \(stats.compression_ratio)")
+    }
+}
+
+@Suite struct Tailing {
+    @Test func tailWakesOnCommit() async throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        try log.append([try prepared(track("m1"))])
+        var iterator = log.tail(from: 1).makeAsyncIterator()
+        let first = try await iterator.next()
+        #expect(first?.map(\.seq) == [1])
+        let writer = Task {
+            try await Task.sleep(for: .milliseconds(50))
+            try log.append([try prepared(track("m2")), try prepared(track("m3"))])
+        }
+        let second = try await iterator.next()
+        #expect(second?.map(\.seq) == [2, 3])
+        try await writer.value
+    }
+
+    @Test func waitForSeqTimesOutWhenNothingArrives() async throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        #expect(await log.waitForSeq(1, timeout: .milliseconds(50)) == false)
+        try log.append([try prepared(track("m1"))])
+        #expect(await log.waitForSeq(1, timeout: .milliseconds(50)) == true)
+    }
+}
+
+@Suite struct GroupCommit {
+    @Test func concurrentCallersShareCommitsAndEachGetsItsOwnSeqs() async throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        let commits = Counter()
+        let ingestor = Ingestor(log: log, onCommit: { _ in commits.add(1) })
+        let outcomes = try await withThrowingTaskGroup(of: [AppendOutcome].self) { group in
+            for c in 0..<64 {
+                group.addTask { try await ingestor.submit((0..<10).map { i in try prepared(track("c\(c)-\(i)")) }) }
+            }
+            var all: [[AppendOutcome]] = []
+            for try await o in group { all.append(o) }
+            return all
+        }
+        let seqs = outcomes.flatMap { $0.map(\.seq) }.sorted()
+        #expect(seqs == Array(1...640))
+        for o in outcomes { #expect(zip(o, o.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }) }  // each caller's seqs are contiguous
+        #expect(commits.value < 64, "expected shared commits, got \(commits.value)")
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add(_ k: Int) { lock.withLock { n += k } }
+    var value: Int { lock.withLock { n } }
+}
