@@ -56,6 +56,21 @@ public final class ZstdDictionary: @unchecked Sendable {
     }
 }
 
+/// Compression contexts shared by worker threads: take one, use it, give it back.
+final class CompressorPool: @unchecked Sendable {
+    private let lock = NSLockShim()
+    private var free: [Compressor] = []
+    let level: Int32
+
+    init(level: Int32) { self.level = level }
+
+    func with<T>(_ body: (Compressor) throws -> T) rethrows -> T {
+        let c = lock.withLock { free.popLast() } ?? Compressor(level: level)
+        defer { lock.withLock { free.append(c) } }
+        return try body(c)
+    }
+}
+
 /// A reusable compression context (one per thread). Frames carry a content checksum and no
 /// dictionary id (the record header names the dictionary).
 public final class Compressor {
@@ -100,6 +115,19 @@ public final class Decompressor {
 
     public init() { dctx = ZSTD_createDCtx() }
     deinit { ZSTD_freeDCtx(dctx) }
+
+    private var scratch: [UInt8] = []
+
+    /// Decompresses a frame stored without its 4-byte magic number.
+    public func decompress(magicless frame: UnsafeRawBufferPointer, dictionary: ZstdDictionary?) throws(ZstdError) -> [UInt8] {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: [0x28, 0xB5, 0x2F, 0xFD])  // ZSTD_MAGICNUMBER, little-endian
+        scratch.append(contentsOf: frame)
+        let result: Result<[UInt8], ZstdError> = scratch.withUnsafeBytes { b in
+            do throws(ZstdError) { return .success(try decompress(b, dictionary: dictionary)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
 
     /// Decompresses one frame, verifying its checksum.
     public func decompress(_ frame: UnsafeRawBufferPointer, dictionary: ZstdDictionary?) throws(ZstdError) -> [UInt8] {

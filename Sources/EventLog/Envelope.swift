@@ -39,10 +39,15 @@ public struct PreparedEvent: Sendable {
     public let payload: [UInt8]
     /// The message's size as the client sent it, for the compression figures.
     public let inputBytes: Int
+    /// The key of (source, messageId) in the idempotency index.
+    public let dedupeHash: UInt64
+    /// The encoded record, when `EventLog.seal` already compressed it off the writer thread.
+    public var record: [UInt8]?
 
     public init(type: EventType, timestamp: Micros, receivedAt: Micros, source: String, messageId: String,
                 payload: [UInt8], inputBytes: Int) {
         self.inputBytes = inputBytes
+        self.dedupeHash = StableHash.fnv1a(source, messageId)
         self.type = type
         self.timestamp = timestamp
         self.receivedAt = receivedAt

@@ -90,6 +90,7 @@ public final class EventLog: @unchecked Sendable {
     let notifier = CommitNotifier()
     private let writer: LogWriter
     private let writerLock = NSLock()
+    private let compressors: CompressorPool
 
     public init(directory: String, options: LogOptions = .init()) throws {
         self.directory = directory
@@ -101,6 +102,7 @@ public final class EventLog: @unchecked Sendable {
         rejected = try environment.openDatabase("rejected", flags: .integerKey)
         meta = try environment.openDatabase("meta")
         writer = LogWriter(options: options)
+        compressors = CompressorPool(level: options.compressionLevel)
         if !options.readOnly {
             try environment.write { tx in
                 if try tx.get(meta, key: Array("format".utf8)) == nil {
@@ -131,6 +133,17 @@ public final class EventLog: @unchecked Sendable {
 
     // MARK: Appending
 
+    /// Compresses `items` into records on the calling thread, with the newest dictionary, so
+    /// the single writer only writes. Optional: `append` compresses what is not sealed.
+    public func seal(_ items: inout [PreparedEvent]) throws {
+        let dict = dictionaries.latest
+        try compressors.with { c in
+            for i in items.indices where items[i].record == nil {
+                items[i].record = try RecordCodec.encode(items[i], dictionary: dict, compressor: c)
+            }
+        }
+    }
+
     /// Appends `items` (skipping retries of a (source, messageId) already in the log) and
     /// `deadLetters` in one transaction, durable when this returns under `.full` durability.
     /// Seqs are dense, increasing, in `items` order. Outcomes are in `items` order.
@@ -141,12 +154,12 @@ public final class EventLog: @unchecked Sendable {
         defer { writerLock.unlock() }
         try writer.maybeTrain(items, log: self)
         let dict = writer.current
-        // Encode outside the transaction (and outside any retry after map growth).
+        // Encode what is not sealed yet, outside the transaction (and any retry after map growth).
         var records: [[UInt8]] = []
         records.reserveCapacity(items.count)
         var payloadBytes = 0, recordBytes = 0
         for item in items {
-            let r = try RecordCodec.encode(item, dictionary: dict, compressor: writer.compressor)
+            let r = try item.record ?? RecordCodec.encode(item, dictionary: dict, compressor: writer.compressor)
             payloadBytes += item.payload.count
             recordBytes += r.count
             records.append(r)
@@ -155,13 +168,12 @@ public final class EventLog: @unchecked Sendable {
             var next = try Self.lastKey(tx, events) + 1
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(items.count)
-            var inBatch: [String: UInt64] = [:]
+            var inBatch: [UInt64: [Int]] = [:]  // dedupe hash → indexes of items appended in this batch
             var appendedInput = 0, appendedRecord = 0
             for (n, item) in items.enumerated() {
-                let hash = StableHash.fnv1a(item.source, item.messageId)
-                let batchKey = item.source + "\u{0}" + item.messageId
-                if let seq = inBatch[batchKey] {
-                    outcomes.append(.duplicate(seq))
+                let hash = item.dedupeHash
+                if let earlier = inBatch[hash]?.first(where: { items[$0].messageId == item.messageId && items[$0].source == item.source }) {
+                    outcomes.append(.duplicate(outcomes[earlier].seq))
                     continue
                 }
                 if let seq = try findMessage(tx, hash: hash, source: item.source, messageId: item.messageId) {
@@ -172,7 +184,7 @@ public final class EventLog: @unchecked Sendable {
                 next += 1
                 try tx.put(events, key: seq.nativeKey, value: records[n], flags: .append)
                 try tx.put(messageIDs, key: hash.nativeKey, value: seq.nativeKey)
-                inBatch[batchKey] = seq
+                inBatch[hash, default: []].append(n)
                 appendedInput += item.inputBytes
                 appendedRecord += records[n].count
                 outcomes.append(.appended(seq))

@@ -106,7 +106,7 @@ public final class Importer {
             // Prepare the chunks in parallel while the previous one is being committed.
             let prepared = SendableBuffer(UnsafeMutableBufferPointer<Prepared>.allocate(capacity: chunks.count))
             prepared.buffer.initialize(repeating: Prepared())
-            let builder = self.builder, source = self.source
+            let builder = self.builder, source = self.source, log = self.log
             let base = chunks.map(\.count)
             let readChunks = chunks, cut = truncated
             DispatchQueue.concurrentPerform(iterations: readChunks.count) { w in
@@ -128,6 +128,11 @@ public final class Importer {
                     case .failure(let r): p.dead.append(DeadLetter(rejection: r, raw: Array(line), source: source.name, time: received))
                     }
                 }
+                do {
+                    try log.seal(&p.events)
+                } catch {
+                    // Leave them unsealed: the writer compresses them (and reports any error).
+                }
                 prepared.buffer[w] = p
             }
             var merged = Prepared()
@@ -143,7 +148,6 @@ public final class Importer {
             group.wait()
             if let error = shared.error { throw error }
             if let (p, o) = shared.pending { account(p, o); shared.pending = nil }
-            let log = self.log
             group.enter()
             let batch = merged
             writerQueue.async {

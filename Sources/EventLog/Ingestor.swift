@@ -42,8 +42,14 @@ public actor Ingestor {
 
     /// Appends `items` and keeps `deadLetters`; returns the outcomes (in `items` order) once
     /// durable. - Throws: the commit's error; then nothing of this call was written.
-    public func submit(_ items: [PreparedEvent], deadLetters: [DeadLetter] = []) async throws -> [AppendOutcome] {
+    public nonisolated func submit(_ items: [PreparedEvent], deadLetters: [DeadLetter] = []) async throws -> [AppendOutcome] {
         if items.isEmpty && deadLetters.isEmpty { return [] }
+        var sealed = items
+        try log.seal(&sealed)  // compress on the caller's thread; the writer only writes
+        return try await enqueue(sealed, deadLetters: deadLetters)
+    }
+
+    private func enqueue(_ items: [PreparedEvent], deadLetters: [DeadLetter]) async throws -> [AppendOutcome] {
         return try await withCheckedThrowingContinuation { c in
             pending.append(Pending(items: items, deadLetters: deadLetters, continuation: c))
             pendingCount += items.count

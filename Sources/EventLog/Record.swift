@@ -11,7 +11,8 @@ import JSONCore
 ///     varint   dictionary id (0 = none)
 ///     zigzag   receivedAt, µs since the epoch
 ///     zigzag   timestamp − receivedAt, µs
-///     …        one zstd frame (with content checksum) of the body in binary JSON form
+///     …        one zstd frame (with content checksum) of the body in binary JSON form,
+///              without the frame's 4-byte magic number (implied; restored to decode)
 public enum RecordCodec {
     public static let formatVersion: UInt8 = 1
 
@@ -31,7 +32,9 @@ public enum RecordCodec {
         Varint.write(UInt64(dictionary?.id ?? 0), to: &out)
         Varint.writeSigned(event.receivedAt, to: &out)
         Varint.writeSigned(event.timestamp &- event.receivedAt, to: &out)
+        let frameStart = out.count
         try compressor.compress(event.payload, dictionary: dictionary, into: &out)
+        out.removeSubrange(frameStart..<frameStart + 4)  // the magic number, the same in every frame
         return out
     }
 
@@ -63,7 +66,7 @@ public enum RecordCodec {
             guard let d = dictionaries[h.dictionaryID] else { throw CorruptRecord(reason: "record \(seq) names unknown dictionary \(h.dictionaryID)") }
             dict = d
         }
-        let payload = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: record[offset...]), dictionary: dict)
+        let payload = try decompressor.decompress(magicless: UnsafeRawBufferPointer(rebasing: record[offset...]), dictionary: dict)
         let body = try JSON.decodeBinary(payload)
         return Event(seq: seq, type: h.type, timestamp: h.timestamp, receivedAt: h.receivedAt, body: body)
     }
