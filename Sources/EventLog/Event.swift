@@ -43,31 +43,46 @@ public struct Event: Sendable, Equatable {
     public var timestamp: Micros
     /// When Touchstone received it, µs since the epoch.
     public var receivedAt: Micros
-    public var body: JSON
+    /// The body in binary JSON form, as stored. Read fields through `view` (lazy, cheap) or
+    /// the accessors below; `body` decodes the whole tree.
+    public var payload: [UInt8]
 
-    public init(seq: UInt64, type: EventType, timestamp: Micros, receivedAt: Micros, body: JSON) {
+    public init(seq: UInt64, type: EventType, timestamp: Micros, receivedAt: Micros, payload: [UInt8]) {
         self.seq = seq
         self.type = type
         self.timestamp = timestamp
         self.receivedAt = receivedAt
-        self.body = body
+        self.payload = payload
     }
 
-    public var messageId: String { body["messageId"]?.scalarText ?? "" }
-    /// `userId`, absent when missing, JSON null or empty.
-    public var userId: String? { Event.identifier(body["userId"]) }
-    public var anonymousId: String? { Event.identifier(body["anonymousId"]) }
-    public var event: String? { body["event"]?.stringValue }
-    public var name: String? { body["name"]?.stringValue }
-    public var groupId: String? { Event.identifier(body["groupId"]) }
-    public var previousId: String? { Event.identifier(body["previousId"]) }
-    public var source: String { body["source"]?.stringValue ?? "" }
-    public var channel: String { body["channel"]?.stringValue ?? "" }
-    public var context: JSON? { body["context"] }
-    public var properties: JSON? { body["properties"] }
-    public var traits: JSON? { body["traits"] }
+    public init(seq: UInt64, type: EventType, timestamp: Micros, receivedAt: Micros, body: JSON) {
+        self.init(seq: seq, type: type, timestamp: timestamp, receivedAt: receivedAt, payload: body.binary)
+    }
 
-    static func identifier(_ v: JSON?) -> String? {
+    /// A lazy view of the body: looks fields up without decoding the rest.
+    public var view: JSONView { JSONView(bytes: payload) }
+
+    /// The whole body as a JSON tree (decoded on each access; prefer `view` in hot loops).
+    public var body: JSON {
+        get { (try? JSON.decodeBinary(payload)) ?? .null }
+        set { payload = newValue.binary }
+    }
+
+    public var messageId: String { view["messageId"]?.scalarText ?? "" }
+    /// `userId`, absent when missing, JSON null or empty.
+    public var userId: String? { Event.identifier(view["userId"]) }
+    public var anonymousId: String? { Event.identifier(view["anonymousId"]) }
+    public var event: String? { view["event"]?.stringValue }
+    public var name: String? { view["name"]?.stringValue }
+    public var groupId: String? { Event.identifier(view["groupId"]) }
+    public var previousId: String? { Event.identifier(view["previousId"]) }
+    public var source: String { view["source"]?.stringValue ?? "" }
+    public var channel: String { view["channel"]?.stringValue ?? "" }
+    public var context: JSON? { view["context"]?.json }
+    public var properties: JSON? { view["properties"]?.json }
+    public var traits: JSON? { view["traits"]?.json }
+
+    static func identifier(_ v: JSONView?) -> String? {
         guard let t = v?.scalarText, !t.isEmpty else { return nil }
         return t
     }

@@ -36,24 +36,67 @@ public final class Importer {
         self.source = source
     }
 
-    /// Hand-off between the reading thread and the writer queue; the dispatch group orders
-    /// every access (the writer sets it before `leave`, the reader reads it after `wait`).
-    private final class WriterState: @unchecked Sendable {
-        var pending: (Prepared, [AppendOutcome])?
-        var error: Error?
-    }
-
-    /// Each worker writes only its own slot.
-    private struct SendableBuffer<T>: @unchecked Sendable {
-        let buffer: UnsafeMutableBufferPointer<T>
-        init(_ b: UnsafeMutableBufferPointer<T>) { buffer = b }
-    }
-
     private struct Prepared: @unchecked Sendable {
         var events: [PreparedEvent] = []
         var dead: [DeadLetter] = []
         var lines = 0
         var bytes = 0
+    }
+
+    /// Chunks prepared out of order, handed to the writer in order. `capacity` bounds how
+    /// many chunks are in flight, so memory stays flat whatever the input's size.
+    private final class Pipeline: @unchecked Sendable {
+        let lock = NSCondition()
+        var ready: [Int: Prepared] = [:]
+        var totalChunks: Int?
+        var inFlight = 0
+        let capacity: Int
+        init(capacity: Int) { self.capacity = capacity }
+
+        func acquireSlot() {
+            lock.lock()
+            while inFlight >= capacity { lock.wait() }
+            inFlight += 1
+            lock.unlock()
+        }
+
+        func deliver(_ index: Int, _ p: Prepared) {
+            lock.lock()
+            ready[index] = p
+            lock.broadcast()
+            lock.unlock()
+        }
+
+        func finish(chunks: Int) {
+            lock.lock()
+            totalChunks = chunks
+            lock.broadcast()
+            lock.unlock()
+        }
+
+        /// Waits for chunk `next`, then takes it and every consecutive chunk already ready
+        /// (up to `maxEvents`), so one commit carries as much as is waiting. Nil at the end.
+        func take(from next: Int, maxEvents: Int) -> (Prepared, Int)? {
+            lock.lock()
+            defer { lock.unlock() }
+            while ready[next] == nil {
+                if let total = totalChunks, next >= total { return nil }
+                lock.wait()
+            }
+            var merged = Prepared()
+            var i = next
+            while let p = ready[i], i == next || merged.events.count + p.events.count <= maxEvents {
+                ready[i] = nil
+                merged.events.append(contentsOf: p.events)
+                merged.dead.append(contentsOf: p.dead)
+                merged.lines += p.lines
+                merged.bytes += p.bytes
+                i += 1
+            }
+            inFlight -= i - next
+            lock.broadcast()
+            return (merged, i)
+        }
     }
 
     /// Imports every line of `reader`. `onCommit` runs after each durable commit with the
@@ -63,9 +106,64 @@ public final class Importer {
                     onCommit: (ImportSummary) -> Void = { _ in }) throws -> ImportSummary {
         var summary = initial
         let started = ContinuousClock.now
-        let writerQueue = DispatchQueue(label: "touchstone.import-writer")
-        let group = DispatchGroup()
-        let shared = WriterState()
+        let pipeline = Pipeline(capacity: 4 * workers)
+        let chunkLines = max(64, self.chunkLines / 4)
+        let builder = self.builder, source = self.source, log = self.log
+
+        // The reader: this thread reads chunks in order and hands each to a preparer.
+        let readerDone = DispatchSemaphore(value: 0)
+        final class ReadError: @unchecked Sendable { var error: Error? }
+        let readError = ReadError()
+        let readerThread = Thread {
+            var index = 0
+            do {
+                while true {
+                    var lines: [ArraySlice<UInt8>] = []
+                    var cut: [Bool] = []
+                    lines.reserveCapacity(chunkLines)
+                    while lines.count < chunkLines, let line = try reader.next() {
+                        lines.append(line.bytes)
+                        cut.append(line.truncated)
+                    }
+                    if lines.isEmpty { break }
+                    pipeline.acquireSlot()
+                    let chunk = index, batch = lines, truncated = cut
+                    DispatchQueue.global().async {
+                        pipeline.deliver(chunk, Importer.prepare(batch, truncated: truncated, builder: builder, source: source, log: log))
+                    }
+                    index += 1
+                }
+            } catch {
+                readError.error = error
+            }
+            pipeline.finish(chunks: index)
+            readerDone.signal()
+        }
+        readerThread.stackSize = 1 << 20
+        readerThread.start()
+
+        // The writer: this thread commits chunks in input order, merging those already waiting.
+        var next = 0
+        var writeError: Error?
+        while let (batch, after) = pipeline.take(from: next, maxEvents: self.chunkLines * 2) {
+            next = after
+            do {
+                let outcomes = try log.append(batch.events, deadLetters: batch.dead)
+                account(batch, outcomes)
+            } catch {
+                writeError = error
+                break
+            }
+        }
+        if let writeError {
+            // Let the reader run dry so its thread ends, then report.
+            while pipeline.take(from: next, maxEvents: .max).map({ next = $0.1 }) != nil {}
+            readerDone.wait()
+            throw writeError
+        }
+        readerDone.wait()
+        if let error = readError.error { throw error }
+        return summary
 
         func account(_ p: Prepared, _ outcomes: [AppendOutcome]) {
             summary.lines += p.lines
@@ -85,84 +183,30 @@ public final class Importer {
             summary.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             onCommit(summary)
         }
+    }
 
-        while true {
-            // Read the next chunk for each worker.
-            var chunks: [[ArraySlice<UInt8>]] = []
-            var truncated: Set<Int> = []
-            var lineNo = 0
-            for _ in 0..<workers {
-                var lines: [ArraySlice<UInt8>] = []
-                lines.reserveCapacity(chunkLines / workers + 1)
-                while lines.count < chunkLines / workers, let line = try reader.next() {
-                    if line.truncated { truncated.insert(lineNo) }
-                    lines.append(line.bytes)
-                    lineNo += 1
-                }
-                if lines.isEmpty { break }
-                chunks.append(lines)
+    /// Parses, validates, encodes and compresses one chunk of lines (on a worker thread).
+    private static func prepare(_ lines: [ArraySlice<UInt8>], truncated: [Bool], builder: EnvelopeBuilder,
+                                source: SourceContext, log: EventLog) -> Prepared {
+        var p = Prepared()
+        let received = nowMicros()
+        for (n, line) in lines.enumerated() {
+            p.bytes += line.count + 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }  // blank lines are not messages
+            p.lines += 1
+            let result: Result<PreparedEvent, Rejection>
+            if truncated[n] {
+                result = .failure(Rejection(code: "too_large", message: "line longer than the reader's limit"))
+            } else {
+                result = line.withUnsafeBufferPointer { builder.prepare(bytes: $0, source: source, receivedAt: received) }
             }
-            if chunks.isEmpty { break }
-            // Prepare the chunks in parallel while the previous one is being committed.
-            let prepared = SendableBuffer(UnsafeMutableBufferPointer<Prepared>.allocate(capacity: chunks.count))
-            prepared.buffer.initialize(repeating: Prepared())
-            let builder = self.builder, source = self.source, log = self.log
-            let base = chunks.map(\.count)
-            let readChunks = chunks, cut = truncated
-            DispatchQueue.concurrentPerform(iterations: readChunks.count) { w in
-                var p = Prepared()
-                let received = nowMicros()
-                let offset = base[..<w].reduce(0, +)
-                for (n, line) in readChunks[w].enumerated() {
-                    p.bytes += line.count + 1
-                    if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }  // blank lines are not messages
-                    p.lines += 1
-                    let result: Result<PreparedEvent, Rejection>
-                    if cut.contains(offset + n) {
-                        result = .failure(Rejection(code: "too_large", message: "line longer than the reader's limit"))
-                    } else {
-                        result = line.withUnsafeBufferPointer { builder.prepare(bytes: $0, source: source, receivedAt: received) }
-                    }
-                    switch result {
-                    case .success(let e): p.events.append(e)
-                    case .failure(let r): p.dead.append(DeadLetter(rejection: r, raw: Array(line), source: source.name, time: received))
-                    }
-                }
-                do {
-                    try log.seal(&p.events)
-                } catch {
-                    // Leave them unsealed: the writer compresses them (and reports any error).
-                }
-                prepared.buffer[w] = p
-            }
-            var merged = Prepared()
-            for p in prepared.buffer {
-                merged.events.append(contentsOf: p.events)
-                merged.dead.append(contentsOf: p.dead)
-                merged.lines += p.lines
-                merged.bytes += p.bytes
-            }
-            prepared.buffer.deinitialize()
-            prepared.buffer.deallocate()
-            // Wait for the previous commit, account for it, then start this one.
-            group.wait()
-            if let error = shared.error { throw error }
-            if let (p, o) = shared.pending { account(p, o); shared.pending = nil }
-            group.enter()
-            let batch = merged
-            writerQueue.async {
-                do {
-                    let outcomes = try log.append(batch.events, deadLetters: batch.dead)
-                    shared.pending = (batch, outcomes)
-                } catch {
-                    shared.error = error
-                }
-                group.leave()
+            switch result {
+            case .success(let e): p.events.append(e)
+            case .failure(let r): p.dead.append(DeadLetter(rejection: r, raw: Array(line), source: source.name, time: received))
             }
         }
-        group.wait()
-        if let error = shared.error { throw error }
-        if let (p, o) = shared.pending { account(p, o) }
-        return summary
+        // Compress here; if it fails the writer compresses them (and reports any error).
+        try? log.seal(&p.events)
+        return p
     }
 }

@@ -3,7 +3,8 @@ import Foundation
 
 /// Reads newline-delimited records from a file descriptor in large blocks, decompressing
 /// zstd input on the fly. Memory stays flat whatever the input's size.
-public final class LineReader {
+/// Not thread-safe: one thread reads at a time (it may be handed to another thread whole).
+public final class LineReader: @unchecked Sendable {
     private let fd: Int32
     private let closeWhenDone: Bool
     private var zstd: OpaquePointer?

@@ -67,8 +67,7 @@ public enum RecordCodec {
             dict = d
         }
         let payload = try decompressor.decompress(magicless: UnsafeRawBufferPointer(rebasing: record[offset...]), dictionary: dict)
-        let body = try JSON.decodeBinary(payload)
-        return Event(seq: seq, type: h.type, timestamp: h.timestamp, receivedAt: h.receivedAt, body: body)
+        return Event(seq: seq, type: h.type, timestamp: h.timestamp, receivedAt: h.receivedAt, payload: payload)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import JSONCore
 import LMDB
 
 /// What `EventLog.verify` found.
@@ -43,6 +44,7 @@ extension EventLog {
             report.lastSeq = seq
             do {
                 let e = try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: d)
+                _ = try JSON.decodeBinary(e.payload)  // the body is well-formed, not just checksummed
                 hashes[StableHash.fnv1a(e.source, e.messageId), default: []].append(seq)
             } catch {
                 problem("seq \(seq): \(error)")

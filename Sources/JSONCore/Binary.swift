@@ -169,7 +169,7 @@ public struct BinaryReader {
     public mutating func string() throws(BinaryJSONError) -> String {
         let n = try count()
         let raw = try bytes(n)
-        guard let s = String(validating: raw, as: UTF8.self) else { throw BinaryJSONError(message: "invalid UTF-8") }
+        guard let s = makeString(raw) else { throw BinaryJSONError(message: "invalid UTF-8") }
         return s
     }
 }

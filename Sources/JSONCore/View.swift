@@ -1,0 +1,213 @@
+/// A read-only view of one value inside binary JSON bytes: looks members up and reads
+/// scalars without decoding the rest, so hot loops (folds, replays) pay only for the fields
+/// they touch. `json` materialises the value when the whole tree is needed.
+///
+///     let view = JSONView(bytes: body.binary)
+///     view["context"]?["traits"]?["email"]?.stringValue
+public struct JSONView: Sendable {
+    public let bytes: [UInt8]
+    /// Offset of this value's tag byte.
+    public let offset: Int
+
+    /// A view of the whole value in `bytes` (which must be valid binary JSON).
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+        offset = 0
+    }
+
+    init(bytes: [UInt8], offset: Int) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    var tag: UInt8 { offset < bytes.count ? bytes[offset] : 0xFF }
+
+    public var isNull: Bool { tag == 0 }
+    public var isObject: Bool { tag == 7 }
+    public var isArray: Bool { tag == 6 }
+
+    /// The member `key` of an object (the last one, if repeated); nil otherwise.
+    public subscript(key: String) -> JSONView? {
+        guard tag == 7 else { return nil }
+        var key = key
+        return key.withUTF8 { k in
+            bytes.withUnsafeBufferPointer { b -> JSONView? in
+                var i = offset + 1
+                guard let n = JSONView.varint(b, &i) else { return nil }
+                var found: Int?
+                for _ in 0..<n {
+                    guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
+                    let matches = len == k.count && (len == 0 || memcmp(b.baseAddress! + i, k.baseAddress!, len) == 0)
+                    i += len
+                    if matches { found = i }
+                    guard let next = JSONView.skip(b, i) else { return nil }
+                    i = next
+                }
+                return found.map { JSONView(bytes: bytes, offset: $0) }
+            }
+        }
+    }
+
+    /// The element at `index` of an array; nil otherwise or when out of range.
+    public subscript(index: Int) -> JSONView? {
+        guard tag == 6, index >= 0 else { return nil }
+        return bytes.withUnsafeBufferPointer { b -> JSONView? in
+            var i = offset + 1
+            guard let n = JSONView.varint(b, &i), index < n else { return nil }
+            for _ in 0..<index {
+                guard let next = JSONView.skip(b, i) else { return nil }
+                i = next
+            }
+            return JSONView(bytes: bytes, offset: i)
+        }
+    }
+
+    /// The elements of an array (empty for anything else).
+    public var elements: [JSONView] {
+        guard tag == 6 else { return [] }
+        return bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let n = JSONView.varint(b, &i) else { return [] }
+            var out: [JSONView] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n {
+                out.append(JSONView(bytes: bytes, offset: i))
+                guard let next = JSONView.skip(b, i) else { return out }
+                i = next
+            }
+            return out
+        }
+    }
+
+    /// The members of an object in stored order (empty for anything else).
+    public var members: [(String, JSONView)] {
+        guard tag == 7 else { return [] }
+        return bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let n = JSONView.varint(b, &i) else { return [] }
+            var out: [(String, JSONView)] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n {
+                guard let len = JSONView.varint(b, &i), i + len <= b.count else { return out }
+                let key = String(decoding: UnsafeBufferPointer(rebasing: b[i..<i + len]), as: UTF8.self)
+                i += len
+                out.append((key, JSONView(bytes: bytes, offset: i)))
+                guard let next = JSONView.skip(b, i) else { return out }
+                i = next
+            }
+            return out
+        }
+    }
+
+    public var stringValue: String? {
+        guard tag == 5 else { return nil }
+        return bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: b[i..<i + len]), as: UTF8.self)
+        }
+    }
+
+    /// True when this is the string `s` (compared without allocating).
+    public func isString(_ s: String) -> Bool {
+        guard tag == 5 else { return false }
+        var s = s
+        return s.withUTF8 { k in
+            bytes.withUnsafeBufferPointer { b in
+                var i = offset + 1
+                guard let len = JSONView.varint(b, &i), len == k.count, i + len <= b.count else { return false }
+                return len == 0 || memcmp(b.baseAddress! + i, k.baseAddress!, len) == 0
+            }
+        }
+    }
+
+    public var boolValue: Bool? {
+        switch tag {
+        case 1: return false
+        case 2: return true
+        default: return nil
+        }
+    }
+
+    /// Scalars as `JSON.doubleValue` reads them (numeric strings included).
+    public var doubleValue: Double? {
+        switch tag {
+        case 3, 4: return json.doubleValue
+        case 5: return stringValue.flatMap { Double($0.trimmingWhitespace()) }
+        default: return nil
+        }
+    }
+
+    public var intValue: Int64? {
+        switch tag {
+        case 3, 4, 5: return json.intValue
+        default: return nil
+        }
+    }
+
+    public var scalarText: String? {
+        switch tag {
+        case 1, 2, 3, 4: return json.scalarText
+        case 5: return stringValue
+        default: return nil
+        }
+    }
+
+    /// The value decoded into a `JSON` tree.
+    public var json: JSON {
+        bytes.withUnsafeBufferPointer { b in
+            var r = BinaryReader(b)
+            r.offset = offset
+            return (try? JSON.decodeBinary(&r)) ?? .null
+        }
+    }
+
+    @inline(__always)
+    static func varint(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int? {
+        var result = 0, shift = 0
+        while i < b.count {
+            let byte = b[i]
+            i += 1
+            result |= Int(byte & 0x7F) << shift
+            if byte < 0x80 { return result }
+            shift += 7
+            if shift > 56 { return nil }
+        }
+        return nil
+    }
+
+    /// Offset just past the value starting at `i`, or nil if the bytes are cut short.
+    static func skip(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
+        guard start < b.count else { return nil }
+        var i = start + 1
+        switch b[start] {
+        case 0, 1, 2: return i
+        case 3: return varint(b, &i).map { _ in i }
+        case 4: return i + 8 <= b.count ? i + 8 : nil
+        case 5:
+            guard let len = varint(b, &i), i + len <= b.count else { return nil }
+            return i + len
+        case 6:
+            guard let n = varint(b, &i) else { return nil }
+            for _ in 0..<n {
+                guard let next = skip(b, i) else { return nil }
+                i = next
+            }
+            return i
+        case 7:
+            guard let n = varint(b, &i) else { return nil }
+            for _ in 0..<n {
+                guard let len = varint(b, &i), i + len <= b.count, let next = skip(b, i + len) else { return nil }
+                i = next
+            }
+            return i
+        default: return nil
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
