@@ -98,7 +98,7 @@ public final class EventLog: @unchecked Sendable {
         environment = try Environment(path: directory, options: EnvironmentOptions(
             mapSize: options.initialMapSize, maxDatabases: 8, durability: options.durability, readOnly: options.readOnly))
         events = try environment.openDatabase("events", flags: .integerKey)
-        messageIDs = try environment.openDatabase("message_ids", flags: [.integerKey, .duplicateSort, .duplicateFixed, .integerDuplicates])
+        messageIDs = try environment.openDatabase("message_ids", flags: [.duplicateSort, .duplicateFixed])
         rejected = try environment.openDatabase("rejected", flags: .integerKey)
         meta = try environment.openDatabase("meta")
         writer = LogWriter(options: options)
@@ -183,7 +183,7 @@ public final class EventLog: @unchecked Sendable {
                 let seq = next
                 next += 1
                 try tx.put(events, key: seq.nativeKey, value: records[n], flags: .append)
-                try tx.put(messageIDs, key: hash.nativeKey, value: seq.nativeKey)
+                try tx.put(messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
                 inBatch[hash, default: []].append(n)
                 appendedInput += item.inputBytes
                 appendedRecord += records[n].count
@@ -216,14 +216,7 @@ public final class EventLog: @unchecked Sendable {
     }
 
     private func findMessage(_ tx: borrowing WriteTransaction, hash: UInt64, source: String, messageId: String) throws -> UInt64? {
-        var candidates: [UInt64] = []
-        try tx.withCursor(messageIDs) { c in
-            var e = try c.seekExact(hash.nativeKey)
-            while let (_, v) = e {
-                candidates.append(UInt64(nativeKey: v))
-                e = try c.nextDuplicate()
-            }
-        }
+        let candidates = try messageCandidates(tx, hash: hash)
         guard !candidates.isEmpty else { return nil }
         // A hash hit: confirm on the record itself (hash collisions are possible, if rare).
         let decompressor = Decompressor()
@@ -234,6 +227,22 @@ public final class EventLog: @unchecked Sendable {
             if let event, event.messageId == messageId, event.source == source { return seq }
         }
         return nil
+    }
+
+    /// Seqs whose (source, messageId) hash is `hash`: usually none or one.
+    func messageCandidates(_ tx: borrowing some TransactionReading & ~Copyable, hash: UInt64) throws -> [UInt64] {
+        let key = MessageIndex.key(hash)
+        return try tx.withCursor(messageIDs) { c in
+            var out: [UInt64] = []
+            var e = try c.seek(key: key, duplicateAtLeast: MessageIndex.value(hash, seq: 0))
+            while let (k, v) = e {
+                let (h, seq) = MessageIndex.decode(key: k, value: v)
+                guard h == hash else { break }
+                out.append(seq)
+                e = try c.nextDuplicate()
+            }
+            return out
+        }
     }
 
     private func addCounter(_ tx: borrowing WriteTransaction, _ name: String, _ delta: Int) throws {
@@ -317,12 +326,7 @@ public final class EventLog: @unchecked Sendable {
         let hash = StableHash.fnv1a(source, messageId)
         let d = Decompressor()
         return try environment.read { tx in
-            var candidates: [UInt64] = []
-            try tx.withCursor(messageIDs) { c in
-                var e = try c.seekExact(hash.nativeKey)
-                while let (_, v) = e { candidates.append(UInt64(nativeKey: v)); e = try c.nextDuplicate() }
-            }
-            for seq in candidates {
+            for seq in try messageCandidates(tx, hash: hash) {
                 let ev = try tx.withValue(events, key: seq.nativeKey) { r in
                     try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
                 }

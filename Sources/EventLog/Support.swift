@@ -32,3 +32,31 @@ public func nowMicros() -> Micros {
     clock_gettime(CLOCK_REALTIME, &ts)
     return Micros(ts.tv_sec) * 1_000_000 + Micros(ts.tv_nsec / 1000)
 }
+
+/// The layout of the `message_ids` index, packed for size: the key is the top 16 bits of the
+/// (source, messageId) hash; each value (a sorted fixed-size duplicate, no per-entry node
+/// header) is the other 48 bits of the hash and the seq, 6 bytes each, big-endian. About 17
+/// bytes an event instead of ~40 for a plain hash → seq table.
+enum MessageIndex {
+    static func key(_ hash: UInt64) -> [UInt8] { [UInt8(hash >> 56), UInt8(truncatingIfNeeded: hash >> 48)] }
+
+    static func value(_ hash: UInt64, seq: UInt64) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 12)
+        for i in 0..<6 {
+            out[i] = UInt8(truncatingIfNeeded: hash >> (8 * (5 - i)))
+            out[6 + i] = UInt8(truncatingIfNeeded: seq >> (8 * (5 - i)))
+        }
+        return out
+    }
+
+    /// (hash, seq) of a stored entry.
+    static func decode(key k: UnsafeRawBufferPointer, value v: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+        var hash = UInt64(k[0]) << 56 | UInt64(k[1]) << 48
+        var seq: UInt64 = 0
+        for i in 0..<6 {
+            hash |= UInt64(v[i]) << (8 * (5 - i))
+            seq = seq << 8 | UInt64(v[6 + i])
+        }
+        return (hash, seq)
+    }
+}

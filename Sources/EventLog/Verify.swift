@@ -54,7 +54,7 @@ extension EventLog {
         try environment.read { tx in
             try tx.scan(messageIDs) { k, v in
                 report.indexEntries += 1
-                let h = UInt64(nativeKey: k), seq = UInt64(nativeKey: v)
+                let (h, seq) = MessageIndex.decode(key: k, value: v)
                 if var list = hashes[h], let i = list.firstIndex(of: seq) {
                     list.remove(at: i)
                     hashes[h] = list.isEmpty ? nil : list
