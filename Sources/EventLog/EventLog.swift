@@ -87,6 +87,8 @@ public final class EventLog: @unchecked Sendable {
     let messageIDs: Database
     let rejected: Database
     let meta: Database
+    /// Seqs removed by compaction (erasure, retention): verify accepts these gaps.
+    let erased: Database
     let notifier = CommitNotifier()
     private let writer: LogWriter
     private let writerLock = NSLock()
@@ -101,6 +103,7 @@ public final class EventLog: @unchecked Sendable {
         messageIDs = try environment.openDatabase("message_ids", flags: [.duplicateSort, .duplicateFixed])
         rejected = try environment.openDatabase("rejected", flags: .integerKey)
         meta = try environment.openDatabase("meta")
+        erased = try environment.openDatabase("erased", flags: .integerKey)
         writer = LogWriter(options: options)
         compressors = CompressorPool(level: options.compressionLevel)
         if !options.readOnly {
@@ -165,7 +168,9 @@ public final class EventLog: @unchecked Sendable {
             records.append(r)
         }
         let outcomes: [AppendOutcome] = try environment.write { tx in
-            var next = try Self.lastKey(tx, events) + 1
+            // After compaction dropped the newest records, seqs still never repeat.
+            let floor = try tx.withValue(meta, key: Array("high_seq".utf8)) { $0.loadUnaligned(as: UInt64.self) } ?? 0
+            var next = max(try Self.lastKey(tx, events), floor) + 1
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(items.count)
             var inBatch: [UInt64: [Int]] = [:]  // dedupe hash → indexes of items appended in this batch
