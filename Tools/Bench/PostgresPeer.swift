@@ -16,7 +16,7 @@ final class PostgresPeer {
         return nil
     }
 
-    init(port: Int = 55432) throws {
+    init(port: Int = 40000 + Int(getpid() % 20000)) throws {
         guard let bin = PostgresPeer.findBin() else {
             throw BenchError("PostgreSQL not found: apt-get install postgresql (Tools/bench.sh does)")
         }
@@ -27,13 +27,14 @@ final class PostgresPeer {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { _ = try run("/bin/chown", ["-R", "postgres:postgres", directory]) }
         _ = try asPostgres("\(bin)/initdb", ["-D", directory + "/db", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        _ = try asPostgres("\(bin)/pg_ctl", ["-D", directory + "/db", "-l", directory + "/log", "-w", "-o",
+        // The server inherits pg_ctl's output descriptors: don't capture them (a pipe would never close).
+        _ = try asPostgres("\(bin)/pg_ctl", capture: false, ["-D", directory + "/db", "-l", directory + "/log", "-w", "-o",
                                            "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c shared_buffers=512MB -c max_wal_size=4GB",
                                            "start"])
     }
 
     func stop() {
-        _ = try? asPostgres("\(bin)/pg_ctl", ["-D", directory + "/db", "-m", "fast", "-w", "stop"])
+        _ = try? asPostgres("\(bin)/pg_ctl", capture: false, ["-D", directory + "/db", "-m", "fast", "-w", "stop"])
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -44,11 +45,11 @@ final class PostgresPeer {
                                       "-v", "ON_ERROR_STOP=1", "-c", statement], stdinFile: stdinFile)
     }
 
-    func asPostgres(_ exe: String, _ args: [String], stdinFile: String? = nil) throws -> String {
+    func asPostgres(_ exe: String, capture: Bool = true, _ args: [String], stdinFile: String? = nil) throws -> String {
         if getuid() == 0 {
-            return try run("/usr/sbin/runuser", ["-u", "postgres", "--", exe] + args, stdinFile: stdinFile)
+            return try run("/usr/sbin/runuser", ["-u", "postgres", "--", exe] + args, stdinFile: stdinFile, capture: capture)
         }
-        return try run(exe, args, stdinFile: stdinFile)
+        return try run(exe, args, stdinFile: stdinFile, capture: capture)
     }
 }
 
@@ -58,23 +59,65 @@ struct BenchError: Error, CustomStringConvertible {
 }
 
 /// Runs a program, returning its standard output; throws with its standard error on failure.
+/// Uses posix_spawn and waitpid directly (Foundation's Process can miss a child's exit when
+/// the child leaves a daemon behind, as `pg_ctl start` does). Without `capture`, output goes
+/// to /dev/null — needed when a daemon inherits the descriptors and would hold a pipe open.
 @discardableResult
-func run(_ exe: String, _ args: [String], stdinFile: String? = nil) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: exe)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    if let stdinFile { p.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinFile)) }
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-        throw BenchError("\(exe) \(args.prefix(3).joined(separator: " ")) failed: \(String(decoding: errData, as: UTF8.self))")
+func run(_ exe: String, _ args: [String], stdinFile: String? = nil, capture: Bool = true) throws -> String {
+    var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+    if capture {
+        pipe(&outPipe)
+        pipe(&errPipe)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        posix_spawn_file_actions_addclose(&actions, outPipe[0])
+        posix_spawn_file_actions_addclose(&actions, errPipe[0])
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     }
-    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    posix_spawn_file_actions_addopen(&actions, 0, stdinFile ?? "/dev/null", O_RDONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, exe, &actions, nil, argv, environ)
+    if capture { close(outPipe[1]); close(errPipe[1]) }
+    guard rc == 0 else { throw BenchError("cannot start \(exe): \(String(cString: strerror(rc)))") }
+    @Sendable func drain(_ fd: Int32) -> Data {
+        var data = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            data.append(contentsOf: buf[..<n])
+        }
+        close(fd)
+        return data
+    }
+    var out = Data(), err = Data()
+    if capture {
+        // Read stderr on another thread so neither pipe can fill and block the child.
+        let errFD = errPipe[0]
+        final class Box: @unchecked Sendable { var data = Data() }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let t = Thread { box.data = drain(errFD); done.signal() }
+        t.start()
+        out = drain(outPipe[0])
+        done.wait()
+        err = box.data
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exited = (status & 0x7f) == 0
+    let code = (status >> 8) & 0xff
+    guard exited && code == 0 else {
+        throw BenchError("\(exe) \(args.prefix(3).joined(separator: " ")) failed (\(code)): \(String(decoding: err, as: UTF8.self))")
+    }
+    return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 /// Seconds elapsed while running `body`.
