@@ -1,6 +1,6 @@
 import Foundation
 import JSONCore
-//import JSONSchema
+import JSONSchema
 
 /// Where a message came from: the source whose write key sent it and that source's channel.
 public struct SourceContext: Sendable, Hashable {

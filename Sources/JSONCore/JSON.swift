@@ -47,7 +47,7 @@ public enum JSON: Sendable, Hashable {
     }
 
     @inline(__always)
-    static func lookup(_ members: [(String, JSON)], _ key: String) -> JSON? {
+    public static func lookup(_ members: [(String, JSON)], _ key: String) -> JSON? {
         var i = members.count - 1
         while i >= 0 { if members[i].0 == key { return members[i].1 }; i -= 1 }
         return nil

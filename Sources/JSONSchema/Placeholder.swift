@@ -1,1 +1,0 @@
-// JSON Schema validation; see Validator.swift.
