@@ -62,6 +62,7 @@ let package = Package(
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema", "JSONCore"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "LMDB", "JSONCore"]),
+        .testTarget(name: "DataGenTests", dependencies: ["EventLog", "JSONCore"]),
         .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "EventLog", "JSONCore",
