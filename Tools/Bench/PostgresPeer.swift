@@ -138,4 +138,31 @@ func peakRSS() -> Int {
     return 0
 }
 
+/// Anonymous (heap) resident memory in bytes — RSS without the memory-mapped log file,
+/// whose pages the kernel counts in VmRSS as the log grows.
+func anonRSS() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+        return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+    }
+    return 0
+}
+
+/// Samples `anonRSS()` every 50 ms until stopped; `peak` is the highest seen.
+final class MemorySampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = true
+    private var highest = 0
+    init() {
+        Thread {
+            while self.lock.withLock({ self.running }) {
+                let now = anonRSS()
+                self.lock.withLock { self.highest = max(self.highest, now) }
+                usleep(50_000)
+            }
+        }.start()
+    }
+    func stop() -> Int { lock.withLock { running = false; return highest } }
+}
+
 func fmt(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
