@@ -64,6 +64,10 @@ public struct EnvelopeBuilder: Sendable {
     public let schemas: SchemaRegistry
     /// Largest accepted message in bytes (Segment's limit: 32 KB).
     public var maxMessageBytes: Int
+    /// Apply Segment's clock-skew correction when a message has `sentAt`. Right for live
+    /// traffic; wrong for a bulk import of history, where `receivedAt` is today and would
+    /// move every event with a `sentAt` to the day of the import.
+    public var correctClockSkew = true
 
     public init(schemas: SchemaRegistry, maxMessageBytes: Int = 32 * 1024) {
         self.schemas = schemas
@@ -123,7 +127,7 @@ public struct EnvelopeBuilder: Sendable {
             sentAt = t
         }
         let eventTime: Micros
-        if let original, let sentAt {
+        if let original, let sentAt, correctClockSkew {
             eventTime = receivedAt - (sentAt - original)
         } else {
             eventTime = original ?? receivedAt

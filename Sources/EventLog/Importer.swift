@@ -30,9 +30,13 @@ public final class Importer {
     public var chunkLines = 4096
     public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
+    /// Imports keep each message's own `timestamp`: history is not corrected for clock skew
+    /// (see `EnvelopeBuilder.correctClockSkew`).
     public init(log: EventLog, builder: EnvelopeBuilder, source: SourceContext) {
         self.log = log
-        self.builder = builder
+        var historical = builder
+        historical.correctClockSkew = false
+        self.builder = historical
         self.source = source
     }
 

@@ -76,3 +76,49 @@ func touchstoneBinary() -> String { repoRoot + "/.build/debug/touchstone" }
         #expect(try copy.verify().ok)
     }
 }
+
+@Suite struct ImportInputs {
+    @Test func readsZstdCompressedNDJSON() throws {
+        let dir = TempDir()
+        let text = (0..<500).map { track("z\($0)").jsonString }.joined(separator: "\n") + "\n"
+        let file = dir.path + "/events.ndjson.zst"
+        FileManager.default.createFile(atPath: file, contents: Data(try Zstd.compress(Array(text.utf8))))
+        let log = try EventLog(directory: dir.path + "/log")
+        let s = try Importer(log: log, builder: builder, source: web).run(try LineReader(path: file))
+        #expect(s.appended == 500)
+        #expect(try log.events(from: 500, limit: 1).first?.messageId == "z499")
+    }
+
+    @Test func theCLIImportsFromStandardInputAndExportsWhatItStored() throws {
+        let dir = TempDir()
+        let input = (0..<20).map { track("s\($0)").jsonString }.joined(separator: "\n") + "\n{oops\n"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: touchstoneBinary())
+        p.arguments = ["import", "--data", dir.path, "--schemas", repoRoot + "/Schemas/events", "-"]
+        let stdin = Pipe(), out = Pipe()
+        p.standardInput = stdin
+        p.standardOutput = out
+        try p.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        p.waitUntilExit()
+        let summary = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0)
+        #expect(summary.contains("appended 20, duplicates 0, rejected 1"))
+        #expect(summary.contains("malformed_json: 1"))
+
+        let e = Process()
+        e.executableURL = URL(fileURLWithPath: touchstoneBinary())
+        e.arguments = ["export", "--data", dir.path, "--from", "19"]
+        let eout = Pipe()
+        e.standardOutput = eout
+        try e.run()
+        let exported = eout.fileHandleForReading.readDataToEndOfFile()
+        e.waitUntilExit()
+        let lines = String(decoding: exported, as: UTF8.self).split(separator: "\n").map { try? JSON.parse(String($0)) }
+        #expect(lines.count == 2)
+        #expect(lines.first??["seq"] == .int(19))
+        #expect(lines.last??["messageId"] == "s19")
+        #expect(lines.last??["timestamp"] == "2025-03-01T12:00:00.000Z")
+    }
+}
