@@ -42,7 +42,8 @@ public final class LineReader: @unchecked Sendable {
     /// Reads the next block of input into `buffer`; false at end of input.
     private func fill() throws -> Bool {
         if eof { return false }
-        if start > 0 { buffer.removeFirst(start); start = 0 }
+        // Drop consumed bytes; the lines handed out are slices of the old storage (copy-on-write).
+        if start > 0 { buffer = Array(buffer[start...]); start = 0 }
         let n = raw.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         if n == 0 { eof = true; return false }
@@ -69,7 +70,13 @@ public final class LineReader: @unchecked Sendable {
     /// The next line without its newline (a trailing `\r` is dropped too); nil at the end.
     public func next() throws -> Line? {
         while true {
-            if let nl = buffer[start...].firstIndex(of: 0x0A) {
+            let found: Int? = buffer.withUnsafeBufferPointer { b in
+                guard start < b.count else { return nil }
+                // memchr: the newline search is the hot loop of an import's reader.
+                guard let p = memchr(b.baseAddress! + start, 0x0A, b.count - start) else { return nil }
+                return b.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
+            }
+            if let nl = found {
                 var end = nl
                 if end > start, buffer[end - 1] == 0x0D { end -= 1 }
                 let line = buffer[start..<end]
