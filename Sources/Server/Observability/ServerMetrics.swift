@@ -1,0 +1,180 @@
+import EventLog
+import Foundation
+import Metrics
+import Prometheus
+
+/// Touchstone's metrics, exported at `GET /metrics` in Prometheus text format. Recorded
+/// through swift-metrics with an injected factory (nothing global, so several servers can
+/// live in one test process); series handles are cached per label set.
+///
+/// Label values are bounded: sources come from the admin store, types and reasons are
+/// fixed sets, and a channel the spec does not name is counted as `other` — a client cannot
+/// blow up the series count by sending odd values.
+public final class ServerMetrics: @unchecked Sendable {
+    public let registry: PrometheusCollectorRegistry
+    public let factory: HelpfulMetricsFactory
+    private let lock = NSLock()
+    private var counters: [String: Metrics.Counter] = [:]
+    private var timers: [String: Metrics.Timer] = [:]
+    private var recorders: [String: Metrics.Recorder] = [:]
+    private var gauges: [String: Metrics.Gauge] = [:]
+    private let inFlightMeter: Metrics.Meter
+
+    public static let help: [String: String] = [
+        "touchstone_events_appended_total": "Events appended to the log, by source, channel and type.",
+        "touchstone_events_duplicate_total": "Messages acknowledged as retries of one already in the log (same source and messageId), by source and type.",
+        "touchstone_events_rejected_total": "Messages and request bodies rejected and kept in the dead letters, by source, channel, type and reason.",
+        "touchstone_batch_messages": "Messages per tracking request (1 for single calls), by route.",
+        "touchstone_commit_duration_seconds": "Time of one durable group commit of the event log (write transaction and fsync).",
+        "touchstone_commit_events": "Events written per group commit.",
+        "touchstone_commit_requests": "Requests sharing one group commit.",
+        "touchstone_log_events": "Events in the log.",
+        "touchstone_log_last_seq": "The highest seq in the log.",
+        "touchstone_log_dead_letters": "Dead letters kept in the log.",
+        "touchstone_log_bytes": "Bytes the log's LMDB environment uses.",
+        "touchstone_log_map_size_bytes": "Size of the log's LMDB memory map (grows on demand).",
+        "touchstone_log_map_used_ratio": "Share of the log's memory map in use (0–1).",
+        "touchstone_http_requests_total": "HTTP requests answered, by method, route and status.",
+        "touchstone_http_request_duration_seconds": "Time to answer an HTTP request, by method and route.",
+        "touchstone_http_requests_in_flight": "HTTP requests being answered now.",
+        "touchstone_rate_limited_total": "Tracking requests refused with 429 by a source's rate limit, by source.",
+        "touchstone_auth_failures_total": "Requests refused for a missing, unknown, revoked or wrong kind of key, by reason.",
+    ]
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        factory = HelpfulMetricsFactory(
+            registry: registry, help: Self.help,
+            valueBuckets: ["touchstone_batch_messages": [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
+                           "touchstone_commit_events": [1, 10, 50, 100, 500, 1000, 2500, 5000, 10000],
+                           "touchstone_commit_requests": [1, 2, 5, 10, 25, 50, 100, 250, 500]])
+        inFlightMeter = Metrics.Meter(label: "touchstone_http_requests_in_flight", factory: factory)
+        // Declare the always-present series so a fresh server exports them at zero.
+        _ = timer("touchstone_commit_duration_seconds", [])
+    }
+
+    // MARK: Events
+
+    /// The channel label: one of the spec's channels, else `other`.
+    static func channelLabel(_ channel: String) -> String {
+        AdminStore.channels.contains(channel) ? channel : "other"
+    }
+
+    public func appended(source: String, channel: String, type: String, count: Int = 1) {
+        counter("touchstone_events_appended_total",
+                [("source", source), ("channel", Self.channelLabel(channel)), ("type", type)]).increment(by: count)
+    }
+
+    public func duplicates(source: String, type: String, count: Int = 1) {
+        counter("touchstone_events_duplicate_total", [("source", source), ("type", type)]).increment(by: count)
+    }
+
+    public func rejected(source: String, channel: String, type: String, reason: String, count: Int = 1) {
+        counter("touchstone_events_rejected_total",
+                [("source", source), ("channel", Self.channelLabel(channel)), ("type", type), ("reason", reason)])
+            .increment(by: count)
+    }
+
+    public func batch(route: String, messages: Int) {
+        recorder("touchstone_batch_messages", [("route", route)]).record(messages)
+    }
+
+    public func commit(_ report: CommitReport) {
+        timer("touchstone_commit_duration_seconds", []).recordNanoseconds(Int64(report.seconds * 1e9))
+        recorder("touchstone_commit_events", []).record(report.appended + report.duplicates)
+        recorder("touchstone_commit_requests", []).record(report.callers)
+    }
+
+    /// Sets the log gauges from `stats` (called when `/metrics` is scraped).
+    public func log(_ stats: LogStats) {
+        gauge("touchstone_log_events", []).record(stats.events)
+        gauge("touchstone_log_last_seq", []).record(Double(stats.last_seq))
+        gauge("touchstone_log_dead_letters", []).record(stats.rejected)
+        gauge("touchstone_log_bytes", []).record(stats.bytes_on_disk)
+        gauge("touchstone_log_map_size_bytes", []).record(stats.map_size)
+        gauge("touchstone_log_map_used_ratio", []).record(stats.map_used)
+    }
+
+    // MARK: HTTP
+
+    public func request(method: String, route: String, status: Int, duration: Duration) {
+        counter("touchstone_http_requests_total", [("method", method), ("route", route), ("status", String(status))]).increment()
+        timer("touchstone_http_request_duration_seconds", [("method", method), ("route", route)])
+            .recordNanoseconds(duration.nanoseconds)
+    }
+
+    public func inFlight(_ delta: Int) {
+        if delta >= 0 { inFlightMeter.increment(by: Double(delta)) } else { inFlightMeter.decrement(by: Double(-delta)) }
+    }
+
+    public func rateLimited(source: String) {
+        counter("touchstone_rate_limited_total", [("source", source)]).increment()
+    }
+
+    public func authFailure(reason: String) {
+        counter("touchstone_auth_failures_total", [("reason", reason)]).increment()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func exposition() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(16 * 1024)
+        registry.emit(into: &out)
+        return out
+    }
+
+    // MARK: Series cache
+
+    private static func key(_ name: String, _ labels: [(String, String)]) -> String {
+        var k = name
+        for (n, v) in labels { k += "\u{1}\(n)=\(v)" }
+        return k
+    }
+
+    private func counter(_ name: String, _ labels: [(String, String)]) -> Metrics.Counter {
+        let k = Self.key(name, labels)
+        return lock.withLock {
+            if let c = counters[k] { return c }
+            let c = Metrics.Counter(label: name, dimensions: labels, factory: factory)
+            counters[k] = c
+            return c
+        }
+    }
+
+    private func timer(_ name: String, _ labels: [(String, String)]) -> Metrics.Timer {
+        let k = Self.key(name, labels)
+        return lock.withLock {
+            if let t = timers[k] { return t }
+            let t = Metrics.Timer(label: name, dimensions: labels, factory: factory)
+            timers[k] = t
+            return t
+        }
+    }
+
+    private func recorder(_ name: String, _ labels: [(String, String)]) -> Metrics.Recorder {
+        let k = Self.key(name, labels)
+        return lock.withLock {
+            if let r = recorders[k] { return r }
+            let r = Metrics.Recorder(label: name, dimensions: labels, aggregate: true, factory: factory)
+            recorders[k] = r
+            return r
+        }
+    }
+
+    private func gauge(_ name: String, _ labels: [(String, String)]) -> Metrics.Gauge {
+        let k = Self.key(name, labels)
+        return lock.withLock {
+            if let g = gauges[k] { return g }
+            let g = Metrics.Gauge(label: name, dimensions: labels, factory: factory)
+            gauges[k] = g
+            return g
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let c = components
+        return c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,180 @@
+import EventLog
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JSONCore
+@testable import Server
+import Testing
+
+/// Server behaviour tested in process, through Hummingbird's router test client.
+struct InProcessTests {
+    static func withServer(_ label: String, _ body: (TouchstoneServer) async throws -> Void) async throws {
+        let scratch = Scratch(label)
+        defer { scratch.remove() }
+        var config = ServerConfiguration()
+        config.dataDirectory = scratch.path
+        try await body(TouchstoneServer(configuration: config))
+    }
+
+    @Test func apiKeyMiddlewareChecksKeyAndScope() async throws {
+        try await Self.withServer("scopes") { server in
+            let (_, reader) = try server.keys.store.createAPIKey(name: "dash", scope: .read)
+            let (_, admin) = try server.keys.store.createAPIKey(name: "ops", scope: .admin)
+            let (_, write) = try server.keys.store.createWriteKey(source: "web", channel: "web")
+            let (_, gone) = try server.keys.store.createAPIKey(name: "old", scope: .admin)
+            try server.keys.store.revoke(name: "old")
+            let app = buildApplication(server, logger: .init(label: "test"))
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/v1/stats", method: .get) { r in #expect(r.status == .unauthorized) }
+                try await client.execute(uri: "/v1/stats", method: .get, headers: HTTP.bearer(reader)) { r in
+                    #expect(r.status == .ok)
+                    #expect((try? JSON.parse(Array(r.body.readableBytesView)))?["events"] == 0)
+                }
+                try await client.execute(uri: "/v1/admin/sources", method: .get, headers: HTTP.bearer(reader)) { r in
+                    #expect(r.status == .forbidden)
+                }
+                try await client.execute(uri: "/v1/admin/sources", method: .get, headers: HTTP.bearer(admin)) { r in
+                    #expect(r.status == .ok)
+                    let json = (try? JSON.parse(Array(r.body.readableBytesView))) ?? .null
+                    #expect(json["sources"]?[0]?["name"] == "web")
+                    #expect(json["sources"]?[0]?["keys"]?[0]?["hint"] == .string("…" + write.suffix(4)))
+                    #expect(!String(buffer: r.body).contains(write), "keys are never shown again")
+                }
+                try await client.execute(uri: "/v1/stats", method: .get, headers: HTTP.bearer(write)) { r in
+                    #expect(r.status == .unauthorized, "a write key cannot read")
+                }
+                try await client.execute(uri: "/v1/stats", method: .get, headers: HTTP.bearer(gone)) { r in
+                    #expect(r.status == .unauthorized)
+                }
+                try await client.execute(uri: "/v1/stats", method: .get, headers: HTTP.basic(reader)) { r in
+                    #expect(r.status == .unauthorized, "API keys go in a Bearer header")
+                }
+            }
+        }
+    }
+
+    @Test func deadLettersAreListedForAdmins() async throws {
+        try await Self.withServer("dead") { server in
+            let (_, admin) = try server.keys.store.createAPIKey(name: "ops", scope: .admin)
+            let (_, write) = try server.keys.store.createWriteKey(source: "web", channel: "web")
+            let app = buildApplication(server, logger: .init(label: "test"))
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/v1/track", method: .post, headers: HTTP.basic(write),
+                                         body: ByteBuffer(string: #"{"userId":"u1"}"#)) { r in #expect(r.status == .badRequest) }
+                try await client.execute(uri: "/v1/admin/dead-letters?limit=10", method: .get, headers: HTTP.bearer(admin)) { r in
+                    let json = (try? JSON.parse(Array(r.body.readableBytesView))) ?? .null
+                    #expect(json["deadLetters"]?[0]?["code"] == "invalid")
+                    #expect(json["deadLetters"]?[0]?["source"] == "web")
+                    #expect(json["deadLetters"]?[0]?["raw"]?.stringValue?.contains("u1") == true)
+                }
+            }
+        }
+    }
+
+    @Test func openAPISpecDescribesExactlyTheServedRoutes() async throws {
+        try await Self.withServer("openapi") { server in
+            let served = Set(buildRouter(server).routes.map { "\($0.method) \($0.path)" })
+            let spec = try String(contentsOf: repoRoot.appendingPathComponent("Schemas/openapi.yaml"), encoding: .utf8)
+            var documented: Set<String> = []
+            var inPaths = false, path = ""
+            for line in spec.split(separator: "\n", omittingEmptySubsequences: false) {
+                if !line.hasPrefix(" ") && !line.isEmpty { inPaths = line == "paths:" ; continue }
+                guard inPaths else { continue }
+                if line.hasPrefix("  /"), !line.hasPrefix("   ") {
+                    path = String(line.dropFirst(2).dropLast())
+                } else if line.hasPrefix("    "), !line.hasPrefix("     "),
+                          let m = ["get", "put", "post", "delete", "patch", "head"].first(where: { line == "    \($0):" }) {
+                    documented.insert("\(m.uppercased()) \(path)")
+                }
+            }
+            #expect(!served.isEmpty)
+            #expect(served.subtracting(documented).isEmpty, "routes missing from Schemas/openapi.yaml: \(served.subtracting(documented).sorted())")
+            #expect(documented.subtracting(served).isEmpty, "documented but not served: \(documented.subtracting(served).sorted())")
+        }
+    }
+}
+
+struct ConfigurationTests {
+    @Test func flagsBeatEnvironmentWhichBeatsTheFile() throws {
+        let scratch = Scratch("config")
+        defer { scratch.remove() }
+        let file = scratch.path + "/c.json"
+        try Data(#"{"http":{"port":7000,"host":"0.0.0.0"},"limits":{"maxBodyBytes":1048576,"eventsPerSecond":250},"log":{"format":"json"}}"#.utf8)
+            .write(to: URL(fileURLWithPath: file))
+        let env = ["TOUCHSTONE_HTTP_PORT": "7100", "TOUCHSTONE_LIMITS_MAX_MESSAGE_BYTES": "16384", "TOUCHSTONE_LOG_LEVEL": "debug"]
+        let c = try ServerConfiguration.load(file: file, flags: .init(port: 7200), environment: env)
+        #expect(c.port == 7200, "flag")
+        #expect(c.host == "0.0.0.0", "file")
+        #expect(c.limits.maxMessageBytes == 16384, "environment")
+        #expect(c.limits.maxBodyBytes == 1 << 20, "file")
+        #expect(c.defaultEventsPerSecond == 250)
+        #expect(c.logLevel == "debug" && c.logFormat == "json")
+        #expect(c.limits.maxInflatedBytes == 4 << 20, "default")
+        let fromEnv = try ServerConfiguration.load(environment: env)
+        #expect(fromEnv.port == 7100)
+    }
+
+    @Test func misspeltOrOutOfRangeSettingsAreErrorsNamingTheKey() throws {
+        let scratch = Scratch("config-bad")
+        defer { scratch.remove() }
+        let file = scratch.path + "/c.json"
+        try Data(#"{"http":{"prot":7000}}"#.utf8).write(to: URL(fileURLWithPath: file))
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(file: file, environment: [:]) }
+        do {
+            _ = try ServerConfiguration.load(environment: ["TOUCHSTONE_HTTP_PORT": "70000"])
+            Issue.record("an out-of-range port was accepted")
+        } catch let e as ConfigurationError {
+            #expect(e.message.contains("http.port"))
+        }
+    }
+
+    @Test func exampleConfigMatchesTheSchemaAndTheSchemaNamesEveryKey() throws {
+        let schema = try #require(try ServerConfiguration.configSchema(), "Schemas/config.schema.json not found")
+        let example = try JSON.parse([UInt8](Data(contentsOf: repoRoot.appendingPathComponent("Deploy/touchstone.example.json"))))
+        #expect(schema.validate(example).isEmpty, "\(schema.validate(example))")
+        _ = try ServerConfiguration.load(file: repoRoot.appendingPathComponent("Deploy/touchstone.example.json").path, environment: [:])
+        // The schema's leaves are exactly the keys the server reads.
+        let doc = try JSON.parse([UInt8](Data(contentsOf: repoRoot.appendingPathComponent("Schemas/config.schema.json"))))
+        var leaves: [String] = []
+        func walk(_ node: JSON, _ prefix: String) {
+            guard let props = node["properties"]?.objectValue else { leaves.append(prefix); return }
+            for (k, v) in props { walk(v, prefix.isEmpty ? k : prefix + "." + k) }
+        }
+        walk(doc, "")
+        #expect(Set(leaves) == Set(ServerConfiguration.keys))
+    }
+}
+
+struct KeyTests {
+    @Test func onlyDigestsAreStoredAndComparisonIsExact() throws {
+        let scratch = Scratch("keys")
+        defer { scratch.remove() }
+        let store = try AdminStore(directory: scratch.path)
+        let (record, key) = try store.createWriteKey(source: "web", channel: "web")
+        #expect(key.hasPrefix("tsw_") && key.count == 36)
+        #expect(record.digest == KeyMaterial.digest(key))
+        let file = try Data(contentsOf: URL(fileURLWithPath: scratch.path + "/data.mdb"))
+        #expect(file.range(of: Data(key.utf8)) == nil, "the key itself is never stored")
+        let ring = try KeyRing(store: store)
+        #expect((try? ring.authenticateWriteKey(key).get()) != nil)
+        #expect(ring.authenticateWriteKey(String(key.dropLast()) + "x") == .failure(.unknown))
+        #expect(KeyMaterial.constantTimeEquals([1, 2, 3], [1, 2, 3]))
+        #expect(!KeyMaterial.constantTimeEquals([1, 2, 3], [1, 2, 4]))
+        #expect(throws: AdminError.self) { try store.createWriteKey(source: "web", channel: "pos") }
+        let (second, _) = try store.createWriteKey(source: "web", channel: nil)
+        #expect(second.name == "web-2", "a source may have several keys (rotation)")
+    }
+}
+
+struct BatchSizeTests {
+    @Test func aMessagesCountedSizeIsTheLengthOfItsCompactEncoding() throws {
+        let samples: [JSON] = [
+            ["type": "track", "event": "Order Completed", "properties": ["total": 19.99, "items": [1, 2, 3], "ok": true, "none": nil]],
+            ["text": "quote \" backslash \\ newline \n tab \t bell \u{07} é 😀", "n": -42, "big": 1e300],
+            [], [:], "plain",
+        ]
+        for s in samples {
+            #expect(s.compactByteCount == s.jsonBytes().count, "\(s.jsonString)")
+        }
+    }
+}

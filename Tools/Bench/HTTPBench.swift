@@ -1,0 +1,313 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import Histogram
+import JSONCore
+
+/// `touchstone-bench http`: N keep-alive clients posting datagen events to the tracking API —
+/// as batches of 100 (what Segment's clients send) and as single `track` calls — against a
+/// server it starts on loopback (or one given with --url). Prints events/s and p50/p99
+/// latency as a Markdown table for the README.
+struct HTTPBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "http", abstract: "Tracking API throughput and latency: batches of 100 and single track calls.")
+
+    @Option(help: "An NDJSON file from touchstone-datagen (default: generate 2,000 customers).") var input: String?
+    @Option(help: "Target a running server (e.g. http://127.0.0.1:8080) instead of starting one.") var url: String?
+    @Option(help: "The write key for --url.") var writeKey: String?
+    @Option(help: "Concurrent keep-alive connections.") var connections = 32
+    @Option(help: "Seconds measured per workload (after a 1 s warm-up).") var seconds = 10.0
+    @Option(help: "Messages per batch request.") var batchSize = 100
+    @Option(help: "Workloads: batch, track or both.") var mode = "both"
+    @Option(help: "Scratch directory for the server's data (removed afterwards).") var scratch = NSTemporaryDirectory() + "touchstone-http-bench"
+
+    func run() throws {
+        let binDir = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0]).deletingLastPathComponent().path
+        try? FileManager.default.removeItem(atPath: scratch)
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        let inputFile: String
+        if let input { inputFile = input } else {
+            inputFile = scratch + "/events.ndjson"
+            try spawn(binDir + "/touchstone-datagen", ["--customers", "2000", "--seed", "7", "--out", inputFile])
+        }
+        let corpus = try Corpus(path: inputFile, maxMessageBytes: 30 * 1024)
+        print("corpus: \(corpus.messages.count) valid messages (\(corpus.tracks.count) track) from \(inputFile)")
+
+        var server: BenchServer?
+        let port: Int, key: String
+        if let url {
+            guard let p = URL(string: url)?.port, let writeKey else { throw BenchError("--url needs a port and --write-key") }
+            port = p
+            key = writeKey
+        } else {
+            let s = try BenchServer(binary: binDir + "/touchstone", data: scratch + "/data")
+            server = s
+            port = s.port
+            key = s.writeKey
+        }
+        defer { server?.stop() }
+
+        var rows: [String] = []
+        let auth = "Basic " + Data((key + ":").utf8).base64EncodedString()
+        if mode == "batch" || mode == "both" {
+            let r = try Load(port: port, authorization: auth, path: "/v1/batch", connections: connections,
+                             seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false).run()
+            rows.append(r.row("batches of \(batchSize)", connections))
+        }
+        if mode == "track" || mode == "both" {
+            let r = try Load(port: port, authorization: auth, path: "/v1/track", connections: connections,
+                             seconds: seconds, messagesPerRequest: 1, corpus: corpus, single: true).run()
+            rows.append(r.row("single track calls", connections))
+        }
+        if let server {
+            let stats = try server.stats()
+            print("server log: \(stats)")
+        }
+        print("")
+        print("| tracking API, loopback, fsync per commit | connections | requests/s | events/s | p50 ms | p99 ms | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows { print(r) }
+    }
+}
+
+/// `run` from outside `HTTPBench` (whose own `run()` hides the global one).
+@discardableResult
+private func spawn(_ exe: String, _ args: [String]) throws -> String { try run(exe, args) }
+
+/// Valid messages from a datagen file, each split around its messageId so a fresh id can be
+/// spliced in per send (`{"messageId":"<id>",` + the rest), making every send a real append.
+struct Corpus: Sendable {
+    let messages: [[UInt8]]  // the message after its opening brace, without messageId
+    let tracks: [[UInt8]]
+
+    init(path: String, maxMessageBytes: Int) throws {
+        let builder = EnvelopeBuilder(schemas: try SchemaSet.load(builtIn: nil, dataDirectory: nil))
+        let reader = try LineReader(path: path)
+        var messages: [[UInt8]] = [], tracks: [[UInt8]] = []
+        let source = SourceContext(name: "bench", channel: "web")
+        while let next = try reader.next() {
+            let line = Array(next.bytes)
+            guard !next.truncated, line.count < maxMessageBytes, var m = try? JSON.parse(line) else { continue }
+            guard case .success = builder.prepare(message: m, encodedSize: line.count, source: source, receivedAt: nowMicros()) else { continue }
+            m["messageId"] = nil
+            m["sentAt"] = nil
+            var bytes = m.jsonBytes()
+            bytes.removeFirst()  // "{"
+            if bytes == [UInt8(ascii: "}")] { continue }
+            messages.append(bytes)
+            if m["type"] == "track" { tracks.append(bytes) }
+        }
+        guard !messages.isEmpty, !tracks.isEmpty else { throw BenchError("no valid messages in \(path)") }
+        self.messages = messages
+        self.tracks = tracks
+    }
+}
+
+/// One workload: `connections` threads, each with a blocking keep-alive socket, sending for
+/// `seconds` after a warm-up and recording each request's latency.
+struct Load {
+    let port: Int
+    let authorization: String
+    let path: String
+    let connections: Int
+    let seconds: Double
+    let messagesPerRequest: Int
+    let corpus: Corpus
+    let single: Bool
+
+    struct Result {
+        var requests = 0
+        var events = 0
+        var errors = 0
+        var seconds = 0.0
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+
+        func row(_ name: String, _ connections: Int) -> String {
+            let ms = { (p: Double) in fmt(Double(histogram.valueAtPercentile(p)) / 1000, 2) }
+            return "| \(name) | \(connections) | \(fmt(Double(requests) / seconds)) | \(fmt(Double(events) / seconds)) | \(ms(50)) | \(ms(99)) | \(errors) |"
+        }
+    }
+
+    func run() throws -> Result {
+        let tag = String(UInt64.random(in: 0 ... .max), radix: 36)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let warmEnd = start + 1_000_000_000
+        let end = warmEnd + UInt64(seconds * 1e9)
+        final class Slot: @unchecked Sendable { var result = Result(); var error: Error? }
+        let slots = (0..<connections).map { _ in Slot() }
+        let group = DispatchGroup()
+        for c in 0..<connections {
+            group.enter()
+            let t = Thread {
+                defer { group.leave() }
+                do { slots[c].result = try self.client(c, tag: tag, warmEnd: warmEnd, end: end) } catch { slots[c].error = error }
+            }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+        group.wait()
+        if let e = slots.compactMap(\.error).first { throw e }
+        var total = Result()
+        for s in slots {
+            total.requests += s.result.requests
+            total.events += s.result.events
+            total.errors += s.result.errors
+            total.histogram.add(s.result.histogram)
+        }
+        total.seconds = seconds
+        return total
+    }
+
+    private func client(_ c: Int, tag: String, warmEnd: UInt64, end: UInt64) throws -> Result {
+        let socket = try BlockingSocket(port: port)
+        defer { socket.close() }
+        let pool = single ? corpus.tracks : corpus.messages
+        var result = Result()
+        var n = c * 7919 % pool.count
+        var counter = 0
+        var body: [UInt8] = []
+        body.reserveCapacity(messagesPerRequest * 700 + 64)
+        var request: [UInt8] = []
+        while true {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now >= end { break }
+            body.removeAll(keepingCapacity: true)
+            if !single { body.append(contentsOf: #"{"batch":["#.utf8) }
+            for i in 0..<messagesPerRequest {
+                if i > 0 { body.append(UInt8(ascii: ",")) }
+                body.append(contentsOf: #"{"messageId":"b-"#.utf8)
+                body.append(contentsOf: "\(tag)-\(c)-\(counter)".utf8)
+                body.append(contentsOf: #"","#.utf8)
+                body.append(contentsOf: pool[n])
+                counter += 1
+                n += 1
+                if n == pool.count { n = 0 }
+            }
+            if !single { body.append(contentsOf: "]}".utf8) }
+            request.removeAll(keepingCapacity: true)
+            request.append(contentsOf: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(authorization)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            request.append(contentsOf: body)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let status = try socket.roundTrip(request)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            if t0 < warmEnd { continue }
+            result.requests += 1
+            if status == 200 {
+                result.events += messagesPerRequest
+                _ = result.histogram.record((t1 - t0) / 1000)
+            } else {
+                result.errors += 1
+            }
+        }
+        return result
+    }
+}
+
+/// A blocking TCP connection to 127.0.0.1 that sends a request and reads one HTTP/1.1
+/// response (Content-Length bodies, as Touchstone sends).
+final class BlockingSocket {
+    let fd: Int32
+    private var buffer = [UInt8](repeating: 0, count: 1 << 16)
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchError("socket: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { Foundation.close(fd); throw BenchError("connect to port \(port): \(String(cString: strerror(errno)))") }
+    }
+
+    func close() { Foundation.close(fd) }
+
+    /// Writes `request` and returns the response's status code.
+    func roundTrip(_ request: [UInt8]) throws -> Int {
+        try request.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { throw BenchError("send: \(String(cString: strerror(errno)))") }
+                off += n
+            }
+        }
+        var have = 0
+        var headerEnd = -1
+        var contentLength = 0
+        while true {
+            if have == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + have, $0.count - have, 0) }
+            guard n > 0 else { throw BenchError("the server closed the connection") }
+            have += n
+            if headerEnd < 0, let e = Self.find(buffer, have) {
+                headerEnd = e
+                let head = String(decoding: buffer[0..<e], as: UTF8.self).lowercased()
+                if let r = head.range(of: "content-length:") {
+                    contentLength = Int(head[r.upperBound...].prefix { $0 != "\r" }.trimmingCharacters(in: .whitespaces)) ?? 0
+                }
+            }
+            if headerEnd >= 0 && have >= headerEnd + 4 + contentLength {
+                // "HTTP/1.1 200 OK"
+                return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
+            }
+        }
+    }
+
+    private static func find(_ b: [UInt8], _ count: Int) -> Int? {
+        guard count >= 4 else { return nil }
+        for i in 0...(count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+        return nil
+    }
+}
+
+/// A `touchstone serve` the benchmark starts on a free loopback port, with a write key.
+final class BenchServer {
+    let process = Process()
+    let port: Int
+    let writeKey: String
+    let binary: String
+    let data: String
+
+    init(binary: String, data: String) throws {
+        self.binary = binary
+        self.data = data
+        let created = try run(binary, ["keys", "create", "--data", data, "--source", "bench", "--channel", "web"])
+        writeKey = created.split(separator: "\n").last.map(String.init) ?? ""
+        let out = data + "/serve.out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--data", data, "--port", "0", "--log-level", "warning"]
+        process.standardOutput = FileHandle(forWritingAtPath: out)
+        process.standardError = FileHandle(forWritingAtPath: data + "/serve.err")
+        try process.run()
+        var found: Int?
+        for _ in 0..<3000 where found == nil {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.contains("listening on") }) {
+                found = line.split(separator: ":").last.flatMap { Int($0) }
+            } else {
+                guard process.isRunning else { throw BenchError("touchstone serve exited") }
+                usleep(10_000)
+            }
+        }
+        guard let found else { throw BenchError("touchstone serve did not start") }
+        port = found
+    }
+
+    func stats() throws -> String {
+        try run(binary, ["stats", "--data", data]).split(separator: "\n").prefix(1).joined()
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
