@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "JSONCore", "JSONSchema"]),
 
-        .target(name: "Projections", dependencies: ["EventLog", "LMDB", "JSONCore"]),
+        .target(name: "Projections", dependencies: ["EventLog", "LMDB", "JSONCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Server", dependencies: [
             "EventLog", "Projections", "LMDB", "JSONCore",
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -9,7 +9,8 @@ command -v /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || ls /usr/lib/post
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 }
 customers="${1:-20000}"
-swift build -c release --scratch-path .build-release --product touchstone-bench --product touchstone-datagen --product touchstone
+# One product per call: swift build honours only the last --product.
+for p in touchstone touchstone-datagen touchstone-bench; do swift build -c release --scratch-path .build-release --product "$p"; done
 out="${TMPDIR:-/tmp}/touchstone-bench-data"
 mkdir -p "$out"
 file="$out/datagen-$customers.ndjson"

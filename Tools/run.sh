@@ -11,7 +11,8 @@ PORT="${PORT:-8080}"
 CUSTOMERS="${CUSTOMERS:-300}"
 
 Tools/setup.sh
-swift build -c release --product touchstone --product touchstone-datagen
+# One product per call: swift build honours only the last --product.
+for p in touchstone touchstone-datagen; do swift build -c release --product "$p"; done
 BIN="$(swift build -c release --show-bin-path)"
 TS="$BIN/touchstone"
 mkdir -p "$DATA"

@@ -7,12 +7,12 @@ import Foundation
 /// time, no allocation, about 20× faster than NSRegularExpression on Linux. A pattern
 /// outside that subset, or a subject string with non-ASCII characters, goes to
 /// NSRegularExpression (compiled once).
-final class Pattern: @unchecked Sendable {
-    let source: String
+public final class Pattern: @unchecked Sendable {
+    public let source: String
     private let regex: NSRegularExpression
     private let automaton: Automaton?
 
-    init(_ source: String) throws {
+    public init(_ source: String) throws {
         self.source = source
         regex = try NSRegularExpression(pattern: source.isEmpty ? "(?:)" : source)  // ICU refuses ""
         automaton = Automaton(source)
@@ -22,7 +22,7 @@ final class Pattern: @unchecked Sendable {
     var isFast: Bool { automaton != nil }
 
     @inline(__always)
-    func matches(_ s: String) -> Bool {
+    public func matches(_ s: String) -> Bool {
         if let automaton {
             var s = s
             switch s.withUTF8({ automaton.search($0) }) {

@@ -14,6 +14,7 @@ import JSONCore
 import LMDB
 import Logging
 import Metrics
+import Projections
 import ServiceLifecycle
 
 /// The opened resources of one server: the event log with its ingestor, the admin store with
@@ -25,8 +26,10 @@ public struct TouchstoneServer: Sendable {
     public let keys: KeyRing
     public let builder: EnvelopeBuilder
     public let metrics: ServerMetrics
+    /// The live views (profiles, …), kept current with the log by `ProjectionService`.
+    public let views: LiveViews
 
-    /// Opens (creating when absent) `<data>/log` and `<data>/admin` and loads the schemas.
+    /// Opens (creating when absent) `<data>/log`, `<data>/admin` and `<data>/views`, and loads the schemas.
     public init(configuration: ServerConfiguration) throws {
         self.configuration = configuration
         let data = configuration.dataDirectory
@@ -38,6 +41,7 @@ public struct TouchstoneServer: Sendable {
         let metrics = ServerMetrics()
         self.metrics = metrics
         ingestor = Ingestor(log: log, maxBatch: configuration.maxCommitEvents) { report in metrics.commit(report) }
+        views = try LiveViews(dataDirectory: data, log: log, set: ProjectionSet(rules: configuration.identity))
     }
 }
 
@@ -46,11 +50,13 @@ public func buildRouter(_ server: TouchstoneServer) -> (router: Router<Touchston
     let router = Router(context: TouchstoneRequestContext.self)
     let routes = RouteRecorder(router)
     routes.add(middleware: ObservationMiddleware(metrics: server.metrics))
-    OperationsRoutes(log: server.log, metrics: server.metrics).add(to: routes)
+    OperationsRoutes(log: server.log, metrics: server.metrics, views: server.views).add(to: routes)
     TrackingRoutes(builder: server.builder, ingestor: server.ingestor, keys: server.keys, metrics: server.metrics,
                    limits: server.configuration.limits, defaultEventsPerSecond: server.configuration.defaultEventsPerSecond)
         .add(to: routes)
     AdminRoutes(log: server.log, keys: server.keys).add(to: routes)
+    ProfileRoutes(log: server.log, views: server.views, keys: server.keys,
+                  maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
     return (router, routes.routes)
 }
 
@@ -66,7 +72,8 @@ public func buildApplication(_ server: TouchstoneServer, logger: Logger,
         router: buildRouter(server).router,
         server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),
         configuration: ApplicationConfiguration(address: .hostname(config.host, port: config.port), serverName: "touchstone"),
-        services: [EventLogService(log: server.log, logger: logger)],
+        services: [EventLogService(log: server.log, logger: logger),
+                   ProjectionService(views: server.views, metrics: server.metrics, logger: logger)],
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             logger.info("listening", metadata: ["host": .string(config.host), "port": .stringConvertible(port),
@@ -104,5 +111,38 @@ struct EventLogService: Service {
         } catch {
             logger.error("event log sync failed at shutdown", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// Folds the log into the live views for the server's life: catches up at start (while
+/// requests are already served), then tails every commit. A failure of the fold itself (not
+/// of one event, which is recorded and skipped) is logged and retried after a pause.
+struct ProjectionService: Service {
+    let views: LiveViews
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func run() async throws {
+        let metrics = self.metrics
+        // Graceful shutdown cancels the fold between batches; each batch is one transaction.
+        _ = try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await views.run { report in
+                        var failures: [String: Int] = [:]
+                        for f in report.failures { failures[f.projection, default: 0] += 1 }
+                        metrics.projected(events: report.perProjection, failures: failures, lastSeq: report.lastSeq,
+                                          lagMicros: report.lagMicros)
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.error("projection fold failed; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+        logger.info("views stopped", metadata: ["appliedSeq": .stringConvertible(views.runner.appliedSeq)])
     }
 }

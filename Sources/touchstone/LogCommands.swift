@@ -1,6 +1,7 @@
 import ArgumentParser
 import EventLog
 import Foundation
+import Projections
 import JSONCore
 import LMDB
 
@@ -81,6 +82,14 @@ struct StatsCommand: ParsableCommand {
         compression_ratio   \(String(format: "%.2f", s.compression_ratio))
         map_used            \(String(format: "%.1f%%", s.map_used * 100)) of \(s.map_size)
         """)
+        // The views, as they are (not caught up): where they are and what they could not apply.
+        let store = ViewStore(dataDirectory: options.data)
+        guard let live = store.current(), store.exists(live) else { print("views               none yet"); return }
+        let g = try store.open(live, set: ProjectionSet())
+        print("views               \(live) (applied seq \(try g.appliedSeq()); generations: \(store.generations().joined(separator: ", ")))")
+        let failures = try g.failures(limit: 20)
+        print("projection_failures \(try g.failureCount())")
+        for f in failures { print("  \(f.projection) seq \(f.seq): \(f.error)") }
     }
 }
 

@@ -10,7 +10,7 @@ struct Touchstone: AsyncParsableCommand {
         commandName: "touchstone",
         abstract: "Touchstone: an event-sourced customer data platform.",
         subcommands: [ImportCommand.self, ExportCommand.self, StatsCommand.self, VerifyCommand.self, BackupCommand.self,
-                      DeadLettersCommand.self, ServeCommand.self, KeysCommand.self])
+                      DeadLettersCommand.self, ServeCommand.self, KeysCommand.self, ProfileCommand.self, IdentityCommand.self])
 }
 
 /// `--data DIR`, shared by every subcommand.

@@ -343,7 +343,7 @@ final class Generator {
             }
             if rng.chance(0.05) {
                 let rt = time + Int64(1 + rng.int(20)) * 86_400_000_000
-                let (u, a, _) = (signsUp ? userID : nil, signsUp ? nil : anon, false)
+                let (u, a, _) = (signedUp ? userID : nil, signedUp ? nil : anon, false)
                 var l = Line(time: rt, text: message(type: "track", time: rt, user: u, anon: a, context: context(channel: "server"),
                                                      fields: [("event", quote("Order Refunded")),
                                                               ("properties", props { $0.s("order_id", orderID); $0.n("total", total); $0.s("currency", "USD") })]),

@@ -2,6 +2,7 @@ import Configuration
 import EventLog
 import Foundation
 import JSONCore
+import Projections
 
 /// Everything `touchstone serve` can be told. Read, in this order of precedence, from
 /// command-line flags, environment variables (`TOUCHSTONE_` + the key in upper snake case:
@@ -29,6 +30,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// `log.level` (trace … critical) and `log.format` (`text` or `json`).
     public var logLevel = "info"
     public var logFormat = "text"
+    /// `query.maxWaitMillis`: how long a query with `min_seq` waits for the views.
+    public var queryMaxWaitMillis = 2000
+    /// `identity`: merge protection rules (an object; see `IdentityRules`).
+    public var identity = IdentityRules.default
 
     public init() {}
 
@@ -36,7 +41,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public static let keys = [
         "data", "schemas", "http.host", "http.port", "http.idleTimeoutSeconds",
         "limits.maxMessageBytes", "limits.maxBodyBytes", "limits.maxInflatedBytes", "limits.deadLetterBodyBytes",
-        "limits.eventsPerSecond", "ingest.maxCommitEvents", "log.level", "log.format",
+        "limits.eventsPerSecond", "ingest.maxCommitEvents", "log.level", "log.format", "query.maxWaitMillis",
+        "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types",
     ]
 
     /// Values given on the command line; nil leaves the key to the environment, file and defaults.
@@ -96,6 +102,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         c.maxCommitEvents = reader.int(forKey: "ingest.maxCommitEvents", default: c.maxCommitEvents)
         c.logLevel = reader.string(forKey: "log.level", default: c.logLevel)
         c.logFormat = reader.string(forKey: "log.format", default: c.logFormat)
+        c.queryMaxWaitMillis = reader.int(forKey: "query.maxWaitMillis", default: c.queryMaxWaitMillis)
+        if let file { c.identity = try identityRules(file) }
         try c.check()
         return c
     }
@@ -112,6 +120,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         try need(limits.maxInflatedBytes >= limits.maxMessageBytes, "limits.maxInflatedBytes", "must be at least limits.maxMessageBytes")
         try need(limits.deadLetterBodyBytes >= 0, "limits.deadLetterBodyBytes", "must not be negative")
         try need(defaultEventsPerSecond.map { $0 > 0 } ?? true, "limits.eventsPerSecond", "must be positive")
+        try need((0...60_000).contains(queryMaxWaitMillis), "query.maxWaitMillis", "must be 0–60000")
         try need(maxCommitEvents >= 1, "ingest.maxCommitEvents", "must be at least 1")
         try need(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel), "log.level",
                  "must be one of trace, debug, info, notice, warning, error, critical")
@@ -153,6 +162,15 @@ public struct ServerConfiguration: Sendable, Equatable {
             if case .int(let i)? = out[k]?.content { out[k] = ConfigValue(.double(Double(i)), isSecret: false) }
         }
         return out
+    }
+
+    /// The `identity` object of the file (arrays and all), on top of the default rules.
+    static func identityRules(_ path: String) throws -> IdentityRules {
+        guard let data = FileManager.default.contents(atPath: path), let json = try? JSON.parse([UInt8](data)),
+              let identity = json["identity"] else { return .default }
+        do { return try IdentityRules(json: identity) } catch {
+            throw ConfigurationError(message: "\(path): \(error)")
+        }
     }
 
     /// `Schemas/config.schema.json`, next to the event schemas; nil when not installed.

@@ -39,6 +39,11 @@ public final class ServerMetrics: @unchecked Sendable {
         "touchstone_http_requests_in_flight": "HTTP requests being answered now.",
         "touchstone_rate_limited_total": "Tracking requests refused with 429 by a source's rate limit, by source.",
         "touchstone_auth_failures_total": "Requests refused for a missing, unknown, revoked or wrong kind of key, by reason.",
+        "touchstone_projection_lag_seconds": "Time from an event's receipt (commit) to its being visible in the views, per applied batch.",
+        "touchstone_projection_events_total": "Events folded into the live views, by projection.",
+        "touchstone_projection_failures_total": "Events a projection could not apply (recorded and skipped), by projection.",
+        "touchstone_projection_applied_seq": "The highest seq every projection of the live views has applied.",
+        "touchstone_projection_failures": "Events recorded as failed in the live views, all projections.",
     ]
 
     public init() {
@@ -83,6 +88,20 @@ public final class ServerMetrics: @unchecked Sendable {
         timer("touchstone_commit_duration_seconds", []).recordNanoseconds(Int64(report.seconds * 1e9))
         recorder("touchstone_commit_events", []).record(report.appended + report.duplicates)
         recorder("touchstone_commit_requests", []).record(report.callers)
+    }
+
+    /// One batch folded into the live views.
+    public func projected(events: [String: Int], failures: [String: Int], lastSeq: UInt64, lagMicros: Int64) {
+        timer("touchstone_projection_lag_seconds", []).recordNanoseconds(lagMicros * 1000)
+        for (p, n) in events.sorted(by: { $0.key < $1.key }) { counter("touchstone_projection_events_total", [("projection", p)]).increment(by: n) }
+        for (p, n) in failures.sorted(by: { $0.key < $1.key }) { counter("touchstone_projection_failures_total", [("projection", p)]).increment(by: n) }
+        gauge("touchstone_projection_applied_seq", []).record(Double(lastSeq))
+    }
+
+    /// Sets the views gauges (called when `/metrics` is scraped).
+    public func views(appliedSeq: UInt64, failures: Int) {
+        gauge("touchstone_projection_applied_seq", []).record(Double(appliedSeq))
+        gauge("touchstone_projection_failures", []).record(failures)
     }
 
     /// Sets the log gauges from `stats` (called when `/metrics` is scraped).

@@ -1,0 +1,155 @@
+import EventLog
+import Foundation
+import JSONCore
+import LMDB
+
+/// The views a running server (or a CLI command) reads: the live generation named by
+/// `<data>/views/CURRENT`, kept current with the log.
+///
+/// - At open, a missing generation is created. When a projection's version or configuration
+///   (identity rules) changed, the old generation keeps serving while a new one is built from
+///   the log in the background; then the pointer switches.
+/// - `run` tails the log into the live generation. When another process (the replay tool)
+///   switches `CURRENT`, the next poll adopts the new generation: it is caught up with every
+///   event that arrived meanwhile before queries move to it, so nothing is lost.
+public final class LiveViews: @unchecked Sendable {
+    public let store: ViewStore
+    public let log: EventLog
+    public let set: ProjectionSet
+    private let lock = NSLock()
+    private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
+    private var rebuilding: String?
+
+    /// Opens the live generation (creating `g000001` when there is none). With `set` nil,
+    /// the projections are configured as the live generation was built (its identity rules),
+    /// so a CLI query never triggers a rebuild with other rules than the server's.
+    public init(dataDirectory: String, log: EventLog, set: ProjectionSet? = nil) throws {
+        store = ViewStore(dataDirectory: dataDirectory)
+        self.log = log
+        let name: String
+        var chosen = set ?? ProjectionSet()
+        if let current = store.current(), store.exists(current) {
+            name = current
+            if set == nil, let stored = try Self.storedRules(store, current) { chosen.rules = stored }
+        } else {
+            name = store.nextName()
+            _ = try store.open(name, set: chosen)
+            try store.setCurrent(name)
+        }
+        self.set = chosen
+        live = try Self.load(store, name, chosen, log)
+    }
+
+    /// The identity rules generation `name` was built with, if it recorded them.
+    static func storedRules(_ store: ViewStore, _ name: String) throws -> IdentityRules? {
+        let g = try store.open(name, set: ProjectionSet())
+        guard let text = try g.metaValue("config/identity"), let json = try? JSON.parse(Array(text.utf8)) else { return nil }
+        return try IdentityRules(json: json)
+    }
+
+    static func load(_ store: ViewStore, _ name: String, _ set: ProjectionSet, _ log: EventLog)
+        throws -> (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader) {
+        let g = try store.open(name, set: set)
+        if try g.metaValue("config/identity") == nil {
+            try g.setMetaValue("config/identity", String(decoding: set.rules.json.jsonBytes(), as: UTF8.self))
+        }
+        return (g, try ProjectionRunner(log: log, generation: g), try ProfileReader(g))
+    }
+
+    public var generation: ViewGeneration { lock.withLock { live.generation } }
+    public var runner: ProjectionRunner { lock.withLock { live.runner } }
+    public var profiles: ProfileReader { lock.withLock { live.profiles } }
+
+    /// Whether every projection of the live generation was built by this code and configuration.
+    public func isStale() throws -> Bool {
+        let g = generation
+        return try g.projections.contains { try !g.isCurrent($0) }
+    }
+
+    /// Waits (bounded) until the live views have applied `seq`.
+    public func waitForApplied(_ seq: UInt64, timeout: Duration) async -> Bool {
+        await runner.waitForApplied(seq, timeout: timeout)
+    }
+
+    /// Folds everything the log holds now into the live generation (CLI use).
+    @discardableResult
+    public func catchUp(progress: ((BatchReport) -> Void)? = nil) throws -> Int {
+        if let stale = try rebuildIfStale(progress: progress) { return stale }
+        return try runner.catchUp(progress: progress)
+    }
+
+    /// When the live views are stale, rebuilds them into a new generation and switches.
+    private func rebuildIfStale(progress: ((BatchReport) -> Void)?) throws -> Int? {
+        guard try isStale() else { return nil }
+        let name = store.nextName()
+        let g = try store.open(name, set: set)
+        let runner = try ProjectionRunner(log: log, generation: g)
+        let n = try runner.catchUp(progress: progress)
+        try adopt(name)
+        return n
+    }
+
+    /// Switches the live generation to `name` (catching it up first) and points `CURRENT` at it.
+    public func adopt(_ name: String) throws {
+        let next = try Self.load(store, name, set, log)
+        try next.runner.catchUp()
+        lock.withLock { live = next }
+        if store.current() != name { try store.setCurrent(name) }
+    }
+
+    /// Tails the log into the live views until the task is cancelled. Each batch's report
+    /// goes to `report`; `CURRENT` is polled so a switch made by another process is adopted.
+    public func run(report: @escaping @Sendable (BatchReport) -> Void = { _ in }) async throws {
+        if try isStale() {
+            // Serve the old views while the new generation is built, then switch.
+            let name = store.nextName()
+            lock.withLock { rebuilding = name }
+            let done = Locked<Result<Void, Error>?>(nil)
+            Thread.detachNewThread { [self] in
+                do {
+                    let g = try store.open(name, set: set)
+                    try ProjectionRunner(log: log, generation: g).catchUp()
+                    done.set(.success(()))
+                } catch {
+                    done.set(.failure(error))
+                }
+            }
+            while !Task.isCancelled {
+                try await step(report)
+                if let result = done.get() {
+                    try result.get()
+                    try adopt(name)
+                    lock.withLock { rebuilding = nil }
+                    break
+                }
+            }
+        }
+        while !Task.isCancelled {
+            try await step(report)
+        }
+    }
+
+    /// Applies what the log holds beyond the views, or waits (up to 1 s) for more.
+    private func step(_ report: @escaping @Sendable (BatchReport) -> Void) async throws {
+        if let pointed = store.current(), pointed != generation.name, store.exists(pointed) {
+            try adopt(pointed)
+        }
+        let runner = self.runner
+        let next = runner.appliedSeq + 1
+        let events = try log.events(from: next, limit: runner.batchSize)
+        if events.isEmpty {
+            _ = await log.waitForSeq(next, timeout: .seconds(1))
+        } else {
+            report(try runner.apply(events))
+        }
+    }
+}
+
+/// A value behind a lock.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func get() -> T { lock.withLock { value } }
+    func set(_ v: T) { lock.withLock { value = v } }
+}

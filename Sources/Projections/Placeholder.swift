@@ -1,1 +1,0 @@
-// Projections: see Projection.swift.

@@ -1,0 +1,231 @@
+import EventLog
+import Foundation
+import JSONCore
+import LMDB
+
+/// Identity resolution and unified profiles.
+///
+/// Databases:
+/// - `identity`: `type NUL value` → live profile id (8 bytes, native)
+/// - `profiles`: profile id (integer key) → `ProfileState` (binary)
+/// - `merged`: merged-away profile id → its survivor
+/// - `timeline`: profile id BE ‖ seq BE → empty; a profile's timeline is its own entries and
+///   those of the profiles merged into it
+/// - `links`: profile id BE ‖ seq BE → what that event did to the profile's identity
+///   (identifiers attached, profiles merged, identifiers dropped and why), for `identity explain`
+///
+/// Profile ids are the seq of the event that created the profile: deterministic. When an
+/// event links profiles, the oldest (lowest id) survives and absorbs the others.
+public final class ProfileProjection: Projection, @unchecked Sendable {
+    public static let projectionName = "profiles"
+    public var name: String { Self.projectionName }
+    public let version = 1
+    public var configurationDigest: String { rules.rules.digest }
+    public let databaseNames = ["identity", "profiles", "merged", "timeline", "links"]
+
+    let rules: CompiledRules
+    var identity: Database!
+    var profiles: Database!
+    var merged: Database!
+    var timeline: Database!
+    var links: Database!
+
+    // Pending changes of the batch being folded (an overlay over the committed views).
+    private var indexOverlay: [Identifier: UInt64] = [:]
+    private var stateOverlay: [UInt64: ProfileState] = [:]
+    private var deleted: Set<UInt64> = []
+    private var mergedOverlay: [UInt64: UInt64] = [:]
+    private var timelineAdds: [(UInt64, UInt64)] = []
+    private var linkAdds: [(UInt64, UInt64, [UInt8])] = []
+
+    public init(rules: IdentityRules = .default) {
+        self.rules = CompiledRules(rules)
+    }
+
+    public func open(_ environment: Environment) throws {
+        identity = try environment.openDatabase("identity")
+        profiles = try environment.openDatabase("profiles", flags: .integerKey)
+        merged = try environment.openDatabase("merged", flags: .integerKey)
+        timeline = try environment.openDatabase("timeline")
+        links = try environment.openDatabase("links")
+    }
+
+    public func reset() {
+        indexOverlay.removeAll(keepingCapacity: true)
+        stateOverlay.removeAll(keepingCapacity: true)
+        deleted.removeAll(keepingCapacity: true)
+        mergedOverlay.removeAll(keepingCapacity: true)
+        timelineAdds.removeAll(keepingCapacity: true)
+        linkAdds.removeAll(keepingCapacity: true)
+    }
+
+    public func write(_ tx: borrowing WriteTransaction) throws {
+        for (id, pid) in indexOverlay {
+            try tx.put(identity, key: id.key, value: pid.nativeKey)
+        }
+        for pid in deleted.sorted() {
+            _ = try tx.delete(profiles, key: pid.nativeKey)
+        }
+        for (pid, state) in stateOverlay.sorted(by: { $0.key < $1.key }) {
+            try tx.put(profiles, key: pid.nativeKey, value: state.encode())
+        }
+        for (old, survivor) in mergedOverlay {
+            try tx.put(merged, key: old.nativeKey, value: survivor.nativeKey)
+        }
+        for (pid, seq) in timelineAdds {
+            try tx.put(timeline, key: pid.be + seq.be, value: [])
+        }
+        for (pid, seq, record) in linkAdds {
+            try tx.put(links, key: pid.be + seq.be, value: record)
+        }
+    }
+
+    // MARK: Folding
+
+    public func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure] {
+        var failures: [ProjectionFailure] = []
+        var found: [FoundIdentifier] = []
+        var dropped: [(String, String, String)] = []
+        for e in events {
+            found.removeAll(keepingCapacity: true)
+            dropped.removeAll(keepingCapacity: true)
+            if let error = try fold(e, tx, &found, &dropped) {
+                failures.append(ProjectionFailure(projection: name, seq: e.seq, error: error))
+            }
+        }
+        return failures
+    }
+
+    /// Folds one event; returns why it could not be applied, or nil.
+    private func fold(_ e: Event, _ tx: borrowing ReadTransaction, _ found: inout [FoundIdentifier],
+                      _ dropped: inout [(String, String, String)]) throws -> String? {
+        guard e.type != .system else { return nil }
+        let view = e.view
+        if e.type == .track, let name = view["event"]?.stringValue, rules.ignored.contains(name) { return nil }
+        IdentifierExtractor.extract(view, into: &found, dropped: &dropped)
+        // alias: previousId is a user id or an anonymous id — whichever the index knows.
+        if e.type == .alias, let prev = view["previousId"]?.scalarText?.trimmingWhitespace(), !prev.isEmpty {
+            let asUser = Identifier(type: "user_id", value: prev)
+            let id = try lookup(asUser, tx) != nil ? asUser : Identifier(type: "anonymous_id", value: prev)
+            if !found.contains(where: { $0.id == id }) { found.append(FoundIdentifier(id: id, origin: "previousId")) }
+        }
+        // Blocked values never identify anyone.
+        found.removeAll { f in
+            if let reason = rules.blockReason(f.id) {
+                dropped.append((f.id.description, f.origin, reason))
+                return true
+            }
+            return false
+        }
+        guard !found.isEmpty else {
+            return dropped.isEmpty ? "no identifier (userId, anonymousId, email, phone, device or external id)"
+                : "no usable identifier: " + dropped.map { "\($0.0) (\($0.2))" }.joined(separator: ", ")
+        }
+        // Highest priority first; the drop order is the reverse.
+        found.sort { a, b in
+            let ra = rules.rank(a.id.type), rb = rules.rank(b.id.type)
+            return ra != rb ? ra < rb : a.id < b.id
+        }
+
+        // Resolve, dropping the lowest-priority identifier involved while a limit would break.
+        var owners: [UInt64?] = try found.map { try lookup($0.id, tx) }
+        var states: [UInt64: ProfileState] = [:]
+        for case let pid? in owners where states[pid] == nil { states[pid] = try load(pid, tx) }
+        while let (type, limit) = violation(found, owners, states) {
+            guard let victim = involved(type, found, owners, states) else { break }
+            let f = found[victim]
+            let others = Set(owners.compactMap { $0 })
+            dropped.append((f.id.description, f.origin,
+                            others.count > 1 || owners[victim] != nil
+                                ? "linking it would give one profile \(limit + 1)+ \(type) identifiers (limit \(limit))"
+                                : "the profile already has \(limit) \(type) identifiers (limit \(limit))"))
+            found.remove(at: victim)
+            owners.remove(at: victim)
+        }
+
+        // The profile: existing ones merge into the oldest; none: a new one named by this seq.
+        let pids = Set(owners.compactMap { $0 }).sorted()
+        var notes: [String] = []
+        var state: ProfileState
+        if let survivor = pids.first {
+            state = states[survivor]!
+            for other in pids.dropFirst() {
+                let absorbed = states[other]!
+                state.absorb(absorbed)
+                for id in absorbed.identifiers { indexOverlay[id] = survivor }
+                for old in absorbed.merged + [other] { mergedOverlay[old] = survivor }
+                stateOverlay[other] = nil
+                deleted.insert(other)
+                notes.append("merged p\(other) into p\(survivor)")
+                linkAdds.append((other, e.seq, Self.linkRecord(["merged into p\(survivor)"], [])))
+            }
+        } else {
+            state = ProfileState(id: e.seq)
+        }
+        for f in found where state.insertIdentifier(f.id) {
+            indexOverlay[f.id] = state.id
+            notes.append("attached \(f.id) from \(f.origin)")
+        }
+        state.apply(e, view)
+        deleted.remove(state.id)
+        stateOverlay[state.id] = state
+        timelineAdds.append((state.id, e.seq))
+        if !notes.isEmpty || !dropped.isEmpty {
+            linkAdds.append((state.id, e.seq, Self.linkRecord(notes, dropped)))
+        }
+        return nil
+    }
+
+    /// The first type whose limit the union of `owners`' profiles and the new identifiers breaks.
+    private func violation(_ found: [FoundIdentifier], _ owners: [UInt64?], _ states: [UInt64: ProfileState]) -> (String, Int)? {
+        var union: Set<Identifier> = []
+        for pid in Set(owners.compactMap { $0 }) { union.formUnion(states[pid]!.identifiers) }
+        for f in found { union.insert(f.id) }
+        var counts: [String: Int] = [:]
+        for id in union { counts[id.type, default: 0] += 1 }
+        for (type, n) in counts.sorted(by: { rules.rank($0.key) != rules.rank($1.key) ? rules.rank($0.key) < rules.rank($1.key) : $0.key < $1.key })
+        where n > rules.limit(type) {
+            return (type, rules.limit(type))
+        }
+        return nil
+    }
+
+    /// The lowest-priority identifier whose removal lowers the count of `type` in the union:
+    /// a new identifier of that type, or the only link to a profile holding that type.
+    private func involved(_ type: String, _ found: [FoundIdentifier], _ owners: [UInt64?], _ states: [UInt64: ProfileState]) -> Int? {
+        for i in found.indices.reversed() {
+            if let pid = owners[i] {
+                let sole = owners.enumerated().allSatisfy { $0.offset == i || $0.element != pid }
+                if sole && states[pid]!.count(of: type) > 0 { return i }
+            } else if found[i].id.type == type {
+                return i
+            }
+        }
+        return nil
+    }
+
+    private func lookup(_ id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? {
+        if let pid = indexOverlay[id] { return pid }
+        return try tx.withValue(identity, key: id.key) { UInt64(nativeKey: $0) }
+    }
+
+    private func load(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState {
+        if let s = stateOverlay[pid] { return s }
+        guard let s = try tx.withValue(profiles, key: pid.nativeKey, { try ProfileState.decode($0) }) else {
+            throw ViewsError("the identity index names profile p\(pid), which is missing: the views are damaged; rebuild them")
+        }
+        return s
+    }
+
+    static func linkRecord(_ notes: [String], _ dropped: [(String, String, String)]) -> [UInt8] {
+        var w = ByteWriter()
+        w.uint(UInt64(notes.count)); for n in notes { w.string(n) }
+        w.uint(UInt64(dropped.count)); for d in dropped { w.string(d.0); w.string(d.1); w.string(d.2) }
+        return w.bytes
+    }
+}
+
+public struct ViewsError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

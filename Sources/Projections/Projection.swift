@@ -1,0 +1,64 @@
+// Projections folds the event log into views: named LMDB databases in a views environment
+// (`<data>/views/<generation>`), each owned by one projection. A projection is a pure fold:
+// the runner hands it events in log order; it reads the views as of the last commit, keeps
+// its changes in memory, and writes them together with its checkpoint in one transaction,
+// so a crash never applies an event twice or skips one. No wall clock, no randomness, no
+// hash order: the same log gives the same bytes.
+
+import EventLog
+import LMDB
+
+/// A fold of the log into views.
+///
+/// The runner calls, per batch: `fold` (events after the projection's checkpoint, in order,
+/// with a read transaction on the views as last committed), then `write` inside the batch's
+/// write transaction (which may run more than once if the map grows — it must only write
+/// what `fold` computed), then `reset`.
+public protocol Projection: AnyObject {
+    /// A stable name: the key of its checkpoint and failures.
+    var name: String { get }
+    /// Bumping the version rebuilds the projection's views from the log.
+    var version: Int { get }
+    /// What else the views depend on (e.g. identity rules): a change rebuilds them too.
+    var configurationDigest: String { get }
+    /// The named databases it owns (for digests, verification and pruning).
+    var databaseNames: [String] { get }
+    /// Opens (creating) its databases.
+    func open(_ environment: Environment) throws
+    /// Folds `events` (seq order) into pending changes; returns the events it could not apply.
+    func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure]
+    /// Writes the pending changes.
+    func write(_ tx: borrowing WriteTransaction) throws
+    /// Drops the pending changes (after the commit, or when it failed).
+    func reset()
+}
+
+/// An event a projection could not apply: recorded, counted, skipped.
+public struct ProjectionFailure: Sendable, Equatable {
+    public var projection: String
+    public var seq: UInt64
+    public var error: String
+
+    public init(projection: String, seq: UInt64, error: String) {
+        self.projection = projection
+        self.seq = seq
+        self.error = error
+    }
+}
+
+/// The projections Touchstone runs, made fresh for one generation.
+public struct ProjectionSet: Sendable {
+    public var rules: IdentityRules
+
+    public init(rules: IdentityRules = .default) { self.rules = rules }
+
+    /// Every projection's name, in fold order.
+    public static let names = [ProfileProjection.projectionName]
+
+    /// New instances of the named projections (all when `names` is nil).
+    public func make(_ names: [String]? = nil) -> [any Projection] {
+        var out: [any Projection] = []
+        if names == nil || names!.contains(ProfileProjection.projectionName) { out.append(ProfileProjection(rules: rules)) }
+        return out
+    }
+}

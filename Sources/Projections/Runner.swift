@@ -1,0 +1,227 @@
+import EventLog
+import Foundation
+import LMDB
+
+/// What one applied batch reports: how far the views are, how long the newest event took
+/// from its commit (`receivedAt`) to being visible, failures.
+public struct BatchReport: Sendable {
+    public var events: Int
+    public var lastSeq: UInt64
+    /// Receive-to-visible time of the batch's events, in microseconds (max over the batch).
+    public var lagMicros: Int64
+    public var failures: [ProjectionFailure]
+    /// Events applied per projection name.
+    public var perProjection: [String: Int]
+}
+
+/// Folds the log into one generation: catches up from each projection's checkpoint, then
+/// (in the server) tails the log. Batches are decoded on one thread while the previous batch
+/// is folded on another, so a rebuild uses both cores. Not reentrant: one runner per
+/// generation.
+public final class ProjectionRunner: @unchecked Sendable {
+    public let log: EventLog
+    public let generation: ViewGeneration
+    public let batchSize: Int
+    private let applied: AppliedSeq
+
+    public init(log: EventLog, generation: ViewGeneration, batchSize: Int = 4096) throws {
+        self.log = log
+        self.generation = generation
+        self.batchSize = batchSize
+        applied = AppliedSeq(try generation.appliedSeq())
+    }
+
+    /// The seq every projection has applied.
+    public var appliedSeq: UInt64 { applied.value }
+
+    /// Waits until the views have applied `seq`, or `timeout` passes; returns whether they have.
+    public func waitForApplied(_ seq: UInt64, timeout: Duration) async -> Bool {
+        await applied.wait(for: seq, timeout: timeout)
+    }
+
+    /// Applies every event up to `through` (default: the log's end as of now). Returns the
+    /// number of events folded. `progress` gets each batch's report.
+    @discardableResult
+    public func catchUp(through: UInt64 = .max, progress: ((BatchReport) -> Void)? = nil) throws -> Int {
+        let start = try generation.projections.map { try generation.checkpoint($0.name) }.min() ?? 0
+        let end = min(through, log.lastSeq)
+        guard end > start else { return 0 }
+        // Decode on a second thread: batch k+1 is read and decompressed while batch k folds.
+        let queue = BatchQueue(capacity: 3)
+        let batch = batchSize
+        let reader = Thread { [log] in
+            do {
+                var next = start + 1
+                while next <= end {
+                    var events: [Event] = []
+                    events.reserveCapacity(batch)
+                    try log.forEach(from: next, through: end, chunk: batch) { e in
+                        events.append(e)
+                        return events.count < batch
+                    }
+                    guard let last = events.last else { break }
+                    next = last.seq + 1
+                    if !queue.put(.success(events)) { return }
+                }
+                _ = queue.put(.success([]))
+            } catch {
+                _ = queue.put(.failure(error))
+            }
+        }
+        reader.stackSize = 4 << 20
+        reader.start()
+        defer { queue.close() }
+        var total = 0
+        while true {
+            let events = try queue.take().get()
+            if events.isEmpty { break }
+            let report = try apply(events)
+            total += events.count
+            progress?(report)
+        }
+        return total
+    }
+
+    /// Applies one batch of events (in seq order) to every projection not past them.
+    @discardableResult
+    public func apply(_ events: [Event]) throws -> BatchReport {
+        guard let last = events.last else {
+            return BatchReport(events: 0, lastSeq: applied.value, lagMicros: 0, failures: [], perProjection: [:])
+        }
+        let g = generation
+        var work: [(any Projection, ArraySlice<Event>)] = []
+        var failures: [[ProjectionFailure]] = []
+        var seen: [UInt64] = []
+        try g.environment.read { tx in
+            for p in g.projections {
+                let cp = try g.checkpoint(p.name, tx)
+                seen.append(cp)
+                let from = events.partitioningIndex { $0.seq > cp }
+                guard from < events.count else { continue }
+                let slice = events[from...]
+                work.append((p, slice))
+                failures.append(try p.fold(slice, tx))
+            }
+        }
+        defer { for p in g.projections { p.reset() } }
+        let conflict: Bool = try g.environment.write { tx in
+            // Another process (a replay tool, a CLI query) may have applied these events since
+            // the fold read the views: then write nothing and fold again from the new state.
+            for (i, p) in g.projections.enumerated() where try g.checkpoint(p.name, tx) != seen[i] { return true }
+            for (i, (p, _)) in work.enumerated() {
+                try p.write(tx)
+                try g.writeProgress(tx, p, seq: last.seq, failures: failures[i])
+            }
+            return false
+        }
+        if conflict {
+            for p in g.projections { p.reset() }
+            return try apply(events)
+        }
+        applied.advance(to: try g.appliedSeq())
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let lag = max(0, now - (events.map(\.receivedAt).max() ?? now))
+        var per: [String: Int] = [:]
+        for (p, s) in work { per[p.name] = s.count }
+        return BatchReport(events: events.count, lastSeq: last.seq, lagMicros: lag, failures: failures.flatMap { $0 }, perProjection: per)
+    }
+
+    /// Tails the log from the views' checkpoint until the task is cancelled, applying each
+    /// batch as it is committed. `report` gets every batch's report.
+    public func run(report: @escaping @Sendable (BatchReport) -> Void = { _ in }) async throws {
+        try catchUp(progress: report)
+        for try await events in log.tail(from: applied.value + 1, batchSize: batchSize) {
+            if Task.isCancelled { break }
+            report(try apply(events))
+        }
+    }
+}
+
+/// A seq that only grows, with waiters.
+final class AppliedSeq: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seq: UInt64
+    private var waiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
+
+    init(_ seq: UInt64) { self.seq = seq }
+
+    var value: UInt64 { lock.withLock { seq } }
+
+    func advance(to s: UInt64) {
+        let ready: [CheckedContinuation<Void, Never>] = lock.withLock {
+            seq = max(seq, s)
+            let (done, rest) = (waiters.filter { $0.0 <= seq }, waiters.filter { $0.0 > seq })
+            waiters = rest
+            return done.map(\.1)
+        }
+        for c in ready { c.resume() }
+    }
+
+    func wait(for target: UInt64, timeout: Duration) async -> Bool {
+        if value >= target { return true }
+        let deadline = ContinuousClock.now + timeout
+        // Wake on advance, or at the deadline (a timer task resumes every waiter to recheck).
+        let timer = Task { [weak self] in
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            self?.wakeAll()
+        }
+        defer { timer.cancel() }
+        while value < target && ContinuousClock.now < deadline {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let immediate: Bool = lock.withLock {
+                    if seq >= target || ContinuousClock.now >= deadline { return true }
+                    waiters.append((target, c))
+                    return false
+                }
+                if immediate { c.resume() }
+            }
+        }
+        return value >= target
+    }
+
+    private func wakeAll() {
+        let all: [CheckedContinuation<Void, Never>] = lock.withLock {
+            let w = waiters.map(\.1)
+            waiters = []
+            return w
+        }
+        for c in all { c.resume() }
+    }
+}
+
+/// A small blocking queue between the reader thread and the folding thread.
+final class BatchQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [Result<[Event], Error>] = []
+    private var closed = false
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// False when the queue was closed (the consumer gave up).
+    func put(_ item: Result<[Event], Error>) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count >= capacity && !closed { condition.wait() }
+        if closed { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    func take() -> Result<[Event], Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty { condition.wait() }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,85 @@
+import EventLog
+import Foundation
+import Hummingbird
+import JSONCore
+import Projections
+
+/// The profile API (scope `read`):
+/// `GET /v1/profiles/{type}:{value}` — the unified profile;
+/// `GET /v1/profiles/{type}:{value}/events?limit=&before=` — its timeline, newest first.
+///
+/// `{type}` is `user_id`, `anonymous_id`, `email`, `phone`, `device_id`, an external id type,
+/// or `profile_id` (a merged-away id resolves to its survivor). Values are normalised as the
+/// resolver normalises them (an email is matched case-insensitively). Every call accepts
+/// `min_seq=N`: it waits (up to `query.maxWaitMillis`) until the views have applied seq N —
+/// read-your-writes after a tracking call's `seq` — and answers 504 if they have not.
+public struct ProfileRoutes: Sendable {
+    public let log: EventLog
+    public let views: LiveViews
+    public let keys: KeyRing
+    public let maxWait: Duration
+
+    public init(log: EventLog, views: LiveViews, keys: KeyRing, maxWait: Duration) {
+        self.log = log
+        self.views = views
+        self.keys = keys
+        self.maxWait = maxWait
+    }
+
+    public func add(to router: some RouterMethods<TouchstoneRequestContext>) {
+        let group = router.group("/v1/profiles").add(middleware: APIKeyMiddleware(keys: keys, scope: .read))
+        group.get("{id}") { request, context in
+            let id = try identifier(context)
+            try await waitForMinSeq(request)
+            guard let profile = try views.profiles.profile(id) else { throw notFound(id) }
+            return Response.json(profile)
+        }
+        group.get("{id}/events") { request, context in
+            let id = try identifier(context)
+            try await waitForMinSeq(request)
+            let q = request.uri.queryParameters
+            let limit = q.get("limit", as: Int.self) ?? 50
+            guard (1...1000).contains(limit) else {
+                throw APIError(.badRequest, code: "invalid_parameter", message: "limit must be 1–1000 (got \(limit))")
+            }
+            var before: UInt64?
+            if let b = q.get("before") {
+                guard let v = UInt64(b) else { throw APIError(.badRequest, code: "invalid_parameter", message: "before must be a seq (a positive integer)") }
+                before = v
+            }
+            let reader = views.profiles
+            guard let pid = try reader.profileID(id), let seqs = try reader.timeline(id, before: before, limit: limit) else { throw notFound(id) }
+            var events: [JSON] = []
+            for seq in seqs {
+                if let e = try log.event(seq: seq) { events.append(e.exportJSON) }
+            }
+            let next: JSON = seqs.count == limit ? .int(Int64(seqs.last!)) : .null
+            return Response.json(["profile_id": .string(pid), "events": .array(events), "next_before": next])
+        }
+    }
+
+    func identifier(_ context: TouchstoneRequestContext) throws -> Identifier {
+        let raw = context.parameters.get("id") ?? ""
+        let text = raw.removingPercentEncoding ?? raw
+        guard let id = Identifier.parse(text) else {
+            throw APIError(.badRequest, code: "invalid_identifier",
+                           message: "expected {type}:{value}, e.g. email:jane@example.com, user_id:u1 or profile_id:p12 (a \(text.contains(":") ? "valid value" : "colon") is missing)")
+        }
+        return id
+    }
+
+    func notFound(_ id: Identifier) -> APIError {
+        APIError(.notFound, code: "profile_not_found", message: "no profile has the identifier \(id.type):… (the value is not echoed)")
+    }
+
+    func waitForMinSeq(_ request: Request) async throws {
+        guard let raw = request.uri.queryParameters.get("min_seq") else { return }
+        guard let seq = UInt64(raw) else {
+            throw APIError(.badRequest, code: "invalid_parameter", message: "min_seq must be a seq (a non-negative integer)")
+        }
+        if await !views.waitForApplied(seq, timeout: maxWait) {
+            throw APIError(.gatewayTimeout, code: "views_behind",
+                           message: "the views have applied seq \(views.runner.appliedSeq), not yet \(seq); retry")
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import EventLog
+import Foundation
+import JSONCore
+import LMDB
+import Projections
+import Testing
+
+@Suite(.serialized) struct FoldTests {
+    /// Generates `customers` with touchstone-datagen and imports them into a fresh log.
+    static func datagenLog(customers: Int, seed: Int) throws -> (Scratch, JSON) {
+        let s = try Scratch()
+        let file = s.dir + "/d.ndjson"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: root + "/.build/debug/touchstone-datagen")
+        p.arguments = ["--customers", String(customers), "--seed", String(seed), "--out", file]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let truth = try JSON.parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: file + ".truth.json"))))
+        _ = try Importer(log: s.log, builder: s.builder, source: SourceContext(name: "import", channel: "server")).run(try LineReader(path: file))
+        return (s, truth)
+    }
+
+    @Test func theDatagenTruthMatchesExactly() throws {
+        let (s, truth) = try Self.datagenLog(customers: 300, seed: 11)
+        let v = try s.views()
+        #expect(try v.generation.failures().isEmpty)
+        var seen: Set<String> = []
+        var orders = 0
+        for c in truth["per_customer"]?.arrayValue ?? [] {
+            let anon = try #require(c["anonymous_id"]?.stringValue)
+            let p = try #require(try v.profile("anonymous_id:" + anon), "customer \(anon) has no profile")
+            let pid = try #require(p["profile_id"]?.stringValue)
+            #expect(seen.insert(pid).inserted, "two customers share profile \(pid)")
+            if let u = c["user_id"]?.stringValue, let viaUser = try v.pid("user_id:" + u) {
+                #expect(viaUser == pid, "user \(u) is in another profile than its anonymous id")
+            }
+            if let e = c["email"]?.stringValue, let viaEmail = try v.pid("email:" + e) { #expect(viaEmail == pid) }
+            #expect(p["computed"]?["order_count"]?.intValue == c["orders"]?.intValue, "orders of \(anon)")
+            #expect(abs((p["computed"]?["total_revenue"]?.doubleValue ?? -1) - (c["revenue"]?.doubleValue ?? 0)) < 0.005, "revenue of \(anon)")
+            #expect(p["computed"]?["refund_count"]?.intValue == c["refunds"]?.intValue, "refunds of \(anon)")
+            orders += Int(c["orders"]?.intValue ?? 0)
+        }
+        // Every customer is exactly one profile: no leftover fragments holding their events.
+        #expect(try v.profiles.count() == seen.count)
+        #expect(Int64(orders) == truth["orders"]?.intValue)
+    }
+
+    @Test func replayingTheSameLogGivesByteIdenticalViewsWhateverTheBatchSize() throws {
+        let (s, _) = try Self.datagenLog(customers: 150, seed: 5)
+        let store = ViewStore(dataDirectory: s.dir)
+        var digests: [String] = []
+        for (name, batch) in [("a", 4096), ("b", 4096), ("c", 7)] {
+            let g = try store.open(name, set: ProjectionSet())
+            try ProjectionRunner(log: s.log, generation: g, batchSize: batch).catchUp()
+            digests.append(try g.digest(ProfileProjection.projectionName))
+        }
+        #expect(digests[0] == digests[1])
+        #expect(digests[0] == digests[2])
+        #expect(try store.open("a", set: ProjectionSet()).differences(ProfileProjection.projectionName, from: store.open("c", set: ProjectionSet())).isEmpty)
+        // A view that differs is told apart, with the first differing keys.
+        try s.append([#"{"type":"identify","userId":"extra","traits":{"plan":"pro"}}"#])
+        let a = try store.open("a", set: ProjectionSet())
+        try ProjectionRunner(log: s.log, generation: a).catchUp()
+        #expect(try a.digest(ProfileProjection.projectionName) != digests[0])
+        let diff = try a.differences(ProfileProjection.projectionName, from: store.open("b", set: ProjectionSet()))
+        #expect(diff.contains { $0.contains("user_id:extra") && $0.contains("only in a") })
+    }
+
+    @Test func anyInterleavingOfIndependentCustomersGivesTheSameProfiles() throws {
+        // Property: customers' histories (each in its own order) interleaved at random give the
+        // same profiles up to profile ids. 8 random interleavings of 12 customers.
+        var histories: [[String]] = []
+        for c in 0..<12 {
+            var h = [#"{"type":"page","anonymousId":"anon-\#(c)","name":"Home","timestamp":"2025-01-0\#(1 + c % 9)T10:00:00Z"}"#]
+            h.append(#"{"type":"identify","anonymousId":"anon-\#(c)","userId":"user-\#(c)","traits":{"email":"c\#(c)@example.com","plan":"p\#(c % 3)"},"timestamp":"2025-01-0\#(1 + c % 9)T11:00:00Z"}"#)
+            if c % 2 == 0 { h.append(#"{"type":"screen","userId":"user-\#(c)","name":"Home","context":{"device":{"id":"dev-\#(c)"}},"timestamp":"2025-02-01T00:00:00Z"}"#) }
+            for o in 0..<(c % 4) {
+                h.append(#"{"type":"track","anonymousId":"pos-\#(c)-\#(o)","event":"Order Completed","properties":{"order_id":"o-\#(c)-\#(o)","revenue":\#(10.1 * Double(o + 1)),"products":[{"product_id":"sku-\#(o)","category":"cat-\#(o % 2)"}]},"context":{"traits":{"email":"C\#(c)@example.com"}},"timestamp":"2025-03-0\#(1 + o)T00:00:00Z"}"#)
+            }
+            h.append(#"{"type":"track","userId":"user-\#(c)","event":"Consent Updated","properties":{"purposes":{"email_marketing":\#(c % 2 == 0)}},"timestamp":"2025-04-01T00:00:00Z"}"#)
+            histories.append(h)
+        }
+        var generator = SplitMix(seed: 42)
+        var reference: [String]?
+        for _ in 0..<8 {
+            var cursors = Array(repeating: 0, count: histories.count)
+            var order: [String] = []
+            while order.count < histories.reduce(0, { $0 + $1.count }) {
+                let c = Int(generator.next() % UInt64(histories.count))
+                if cursors[c] < histories[c].count { order.append(histories[c][cursors[c]]); cursors[c] += 1 }
+            }
+            let s = try Scratch()
+            try s.append(order)
+            let v = try s.views()
+            var profiles: [String] = []
+            try v.profiles.forEachProfile { p in
+                // Compare without ids and seqs, which depend on the interleaving.
+                var p = p
+                p["profile_id"] = nil
+                p["merged_ids"] = nil
+                p["trait_sources"] = nil
+                profiles.append(String(decoding: p.jsonBytes(), as: UTF8.self))
+                return true
+            }
+            profiles.sort()
+            #expect(profiles.count == 12)
+            if let reference { #expect(profiles == reference) } else { reference = profiles }
+        }
+    }
+
+    @Test func aStaleProjectionVersionIsRebuiltIntoANewGeneration() throws {
+        let s = try Scratch()
+        try s.append([#"{"type":"identify","userId":"u1","traits":{"plan":"pro"}}"#])
+        let v1 = try s.views()
+        let first = v1.generation.name
+        #expect(try !v1.isStale())
+        // Other identity rules: the views were built by another configuration.
+        var rules = IdentityRules.default
+        rules.blocked.append("u1")
+        let v2 = try LiveViews(dataDirectory: s.dir, log: s.log, set: ProjectionSet(rules: rules))
+        #expect(try v2.isStale())
+        try v2.catchUp()
+        #expect(v2.generation.name != first)
+        #expect(ViewStore(dataDirectory: s.dir).current() == v2.generation.name)
+        #expect(try v2.pid("user_id:u1") == nil)
+        #expect(try v2.generation.failures().count == 1)
+    }
+
+    @Test func waitingForAnAppliedSeqWakesOnTheFoldOrTimesOut() async throws {
+        let s = try Scratch()
+        let v = try s.views()
+        #expect(await v.waitForApplied(1, timeout: .milliseconds(50)) == false)
+        let task = Task { try await v.run() }
+        defer { task.cancel() }
+        try s.append([#"{"type":"identify","userId":"u1","traits":{"plan":"pro"}}"#])
+        #expect(await v.waitForApplied(1, timeout: .seconds(10)))
+        #expect(try v.profile("user_id:u1") != nil)
+    }
+}
+
+/// A tiny deterministic generator for property tests.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
