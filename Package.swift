@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "touchstone", targets: ["touchstone"]),
         .executable(name: "touchstone-datagen", targets: ["DataGen"]),
         .executable(name: "touchstone-bench", targets: ["Bench"]),
+        .executable(name: "touchstone-replay", targets: ["Replay"]),
         .library(name: "LMDB", targets: ["LMDB"]),
         .library(name: "EventLog", targets: ["EventLog"]),
     ],
@@ -54,8 +55,12 @@ let package = Package(
         ]),
 
         .executableTarget(name: "DataGen", path: "Tools/DataGen"),
+        .executableTarget(name: "Replay", dependencies: [
+            "EventLog", "LMDB", "JSONCore", "Projections",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Tools/Replay"),
         .executableTarget(name: "Bench", dependencies: [
-            "EventLog", "LMDB", "JSONCore",
+            "EventLog", "LMDB", "JSONCore", "Projections",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ], path: "Tools/Bench"),
@@ -66,6 +71,7 @@ let package = Package(
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "LMDB", "JSONCore"]),
         .testTarget(name: "DataGenTests", dependencies: ["EventLog", "JSONCore"]),
         .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore"]),
+        .testTarget(name: "ReplayTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "EventLog", "JSONCore",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 Tools/setup.sh
 swift build --product touchstone
 swift build --product touchstone-datagen
+swift build --product touchstone-replay
 swift test 2>&1
