@@ -51,10 +51,19 @@ struct HTTPBench: ParsableCommand {
 
         var rows: [String] = []
         let auth = "Basic " + Data((key + ":").utf8).base64EncodedString()
+        var lagLine: String?
         if mode == "batch" || mode == "both" {
+            // While the batches load the server, a probe measures commit-to-visible: a track
+            // call for a fresh user, then its profile with min_seq = the acknowledged seq.
+            let probe = server.map { LagProbe(port: port, writeAuth: auth, readKey: $0.readKey()) }
+            probe?.start()
             let r = try Load(port: port, authorization: auth, path: "/v1/batch", connections: connections,
                              seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false).run()
             rows.append(r.row("batches of \(batchSize)", connections))
+            if let probe {
+                let h = probe.stop()
+                lagLine = "commit-to-visible under the batch load (\(h.totalCount) probes): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms"
+            }
         }
         if mode == "track" || mode == "both" {
             let r = try Load(port: port, authorization: auth, path: "/v1/track", connections: connections,
@@ -69,6 +78,54 @@ struct HTTPBench: ParsableCommand {
         print("| tracking API, loopback, fsync per commit | connections | requests/s | events/s | p50 ms | p99 ms | errors |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for r in rows { print(r) }
+        if let lagLine { print(""); print(lagLine) }
+    }
+}
+
+/// Posts a track call for a fresh user every 20 ms and reads its profile with
+/// `min_seq` = the acknowledged seq: the time from the acknowledgement to the profile's
+/// answer is the commit-to-visible lag (one loopback round trip included).
+final class LagProbe: @unchecked Sendable {
+    let port: Int, writeAuth: String, readKey: String
+    private let lock = NSLock()
+    private var running = true
+    private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    private var thread: Thread?
+
+    init(port: Int, writeAuth: String, readKey: String) {
+        self.port = port
+        self.writeAuth = writeAuth
+        self.readKey = readKey
+    }
+
+    func start() {
+        let t = Thread { [self] in
+            guard let socket = try? BlockingSocket(port: port) else { return }
+            defer { socket.close() }
+            var n = 0
+            while lock.withLock({ running }) {
+                n += 1
+                let user = "lag-probe-\(getpid())-\(n)"
+                let body = Array(#"{"userId":"\#(user)","event":"Lag Probe"}"#.utf8)
+                let post = Array("POST /v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(writeAuth)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+                guard let (status, reply) = try? socket.roundTripBody(post), status == 200,
+                      let seq = (try? JSON.parse(reply))?["seq"]?.intValue else { continue }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let get = Array("GET /v1/profiles/user_id:\(user)?min_seq=\(seq) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(readKey)\r\n\r\n".utf8)
+                guard let (s2, _) = try? socket.roundTripBody(get), s2 == 200 else { continue }
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                lock.withLock { _ = histogram.record((t1 - t0) / 1000) }
+                usleep(20_000)
+            }
+        }
+        thread = t
+        t.start()
+    }
+
+    func stop() -> Histogram<UInt64> {
+        lock.withLock { running = false }
+        while thread?.isFinished == false { usleep(1000) }
+        return lock.withLock { histogram }
     }
 }
 
@@ -229,7 +286,10 @@ final class BlockingSocket {
     func close() { Foundation.close(fd) }
 
     /// Writes `request` and returns the response's status code.
-    func roundTrip(_ request: [UInt8]) throws -> Int {
+    func roundTrip(_ request: [UInt8]) throws -> Int { try roundTripBody(request).0 }
+
+    /// Writes `request` and returns the response's status code and body.
+    func roundTripBody(_ request: [UInt8]) throws -> (Int, [UInt8]) {
         try request.withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {
@@ -255,7 +315,7 @@ final class BlockingSocket {
             }
             if headerEnd >= 0 && have >= headerEnd + 4 + contentLength {
                 // "HTTP/1.1 200 OK"
-                return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
+                return (Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0, Array(buffer[(headerEnd + 4)..<(headerEnd + 4 + contentLength)]))
             }
         }
     }
@@ -299,6 +359,12 @@ final class BenchServer {
         }
         guard let found else { throw BenchError("touchstone serve did not start") }
         port = found
+    }
+
+    /// A read-scope API key for the query calls.
+    func readKey() -> String {
+        ((try? run(binary, ["keys", "create", "--data", data, "--scope", "read", "--name", "bench-read-\(UInt32.random(in: 0 ... .max))"])) ?? "")
+            .split(separator: "\n").last.map(String.init) ?? ""
     }
 
     func stats() throws -> String {
