@@ -38,6 +38,13 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     private var timelineAdds: [(UInt64, UInt64)] = []
     private var linkAdds: [(UInt64, UInt64, [UInt8])] = []
 
+    // What the batch being folded did, for projections that fold after this one (segments,
+    // KPIs) in the same batch: which profile each event went to, which profiles merged.
+    /// (seq, profile id) of every event folded into a profile, in order.
+    private(set) var assignments: [(seq: UInt64, profile: UInt64)] = []
+    /// (absorbed, survivor) of every merge, in order.
+    private(set) var merges: [(absorbed: UInt64, survivor: UInt64)] = []
+
     public init(rules: IdentityRules = .default) {
         self.rules = CompiledRules(rules)
     }
@@ -57,7 +64,20 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         mergedOverlay.removeAll(keepingCapacity: true)
         timelineAdds.removeAll(keepingCapacity: true)
         linkAdds.removeAll(keepingCapacity: true)
+        assignments.removeAll(keepingCapacity: true)
+        merges.removeAll(keepingCapacity: true)
     }
+
+    /// A profile's state as of the batch folded so far (pending changes included); nil when
+    /// there is no such live profile. For projections folding after this one.
+    func state(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState? {
+        if deleted.contains(pid) { return nil }
+        if let s = stateOverlay[pid] { return s }
+        return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
+    }
+
+    /// The live profile an identifier belongs to, pending changes included.
+    func profileID(of id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? { try lookup(id, tx) }
 
     public func write(_ tx: borrowing WriteTransaction) throws {
         for (id, pid) in indexOverlay {
@@ -157,6 +177,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
                 stateOverlay[other] = nil
                 deleted.insert(other)
                 notes.append("merged p\(other) into p\(survivor)")
+                merges.append((other, survivor))
                 linkAdds.append((other, e.seq, Self.linkRecord(["merged into p\(survivor)"], [])))
             }
         } else {
@@ -170,6 +191,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         deleted.remove(state.id)
         stateOverlay[state.id] = state
         timelineAdds.append((state.id, e.seq))
+        assignments.append((e.seq, state.id))
         if !notes.isEmpty || !dropped.isEmpty {
             linkAdds.append((state.id, e.seq, Self.linkRecord(notes, dropped)))
         }
