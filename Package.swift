@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "JSONCore"),
         .target(name: "JSONSchema", dependencies: ["JSONCore"]),
         .target(name: "LMDB", dependencies: ["CLMDB"]),
-        .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "JSONCore", "JSONSchema"]),
+        .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "JSONCore", "JSONSchema", .product(name: "Crypto", package: "swift-crypto")]),
 
         .target(name: "Projections", dependencies: ["EventLog", "LMDB", "JSONCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Server", dependencies: [

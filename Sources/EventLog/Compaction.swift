@@ -145,7 +145,10 @@ extension EventLog {
                     }
                     return true
                 }
-                for name in ["format", "stat/input_bytes", "stat/record_bytes"] {
+                // The suppression list and the audit log go with the log.
+                try tx.scan(suppressed) { k, v in try w.put(target.suppressed, key: k.copyBytes(), value: v.copyBytes()); return true }
+                try tx.scan(audit) { k, v in try w.put(target.audit, key: k.copyBytes(), value: v.copyBytes(), flags: .append); return true }
+                for name in ["format", "stat/input_bytes", "stat/record_bytes", "privacy/salt"] {
                     if let v = try tx.get(meta, key: Array(name.utf8)) { try w.put(target.meta, key: Array(name.utf8), value: v) }
                 }
             }

@@ -89,6 +89,11 @@ public final class EventLog: @unchecked Sendable {
     let meta: Database
     /// Seqs removed by compaction (erasure, retention): verify accepts these gaps.
     let erased: Database
+    /// Salted hashes of erased customers' identifiers: their new events are refused.
+    let suppressed: Database
+    /// Admin actions: who, what, when.
+    let audit: Database
+    let suppressionCache = SuppressionCache()
     let notifier = CommitNotifier()
     private let writer: LogWriter
     private let writerLock = NSLock()
@@ -98,12 +103,14 @@ public final class EventLog: @unchecked Sendable {
         self.directory = directory
         self.options = options
         environment = try Environment(path: directory, options: EnvironmentOptions(
-            mapSize: options.initialMapSize, maxDatabases: 8, durability: options.durability, readOnly: options.readOnly))
+            mapSize: options.initialMapSize, maxDatabases: 16, durability: options.durability, readOnly: options.readOnly))
         events = try environment.openDatabase("events", flags: .integerKey)
         messageIDs = try environment.openDatabase("message_ids", flags: [.duplicateSort, .duplicateFixed])
         rejected = try environment.openDatabase("rejected", flags: .integerKey)
         meta = try environment.openDatabase("meta")
         erased = try environment.openDatabase("erased", flags: .integerKey)
+        suppressed = try environment.openDatabase("suppressed")
+        audit = try environment.openDatabase("audit", flags: .integerKey)
         writer = LogWriter(options: options)
         compressors = CompressorPool(level: options.compressionLevel)
         if !options.readOnly {

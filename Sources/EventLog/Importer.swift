@@ -194,15 +194,19 @@ public final class Importer {
                                 source: SourceContext, log: EventLog) -> Prepared {
         var p = Prepared()
         let received = nowMicros()
+        let suppression = try? log.suppressionSnapshot()
         for (n, line) in lines.enumerated() {
             p.bytes += line.count + 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }  // blank lines are not messages
             p.lines += 1
-            let result: Result<PreparedEvent, Rejection>
+            var result: Result<PreparedEvent, Rejection>
             if truncated[n] {
                 result = .failure(Rejection(code: "too_large", message: "line longer than the reader's limit"))
             } else {
                 result = line.withUnsafeBufferPointer { builder.prepare(bytes: $0, source: source, receivedAt: received) }
+            }
+            if case .success(let e) = result, let list = suppression, let id = list.suppressed(JSONView(bytes: e.payload)) {
+                result = .failure(Rejection(code: "suppressed", message: "\(id.type) belongs to an erased customer"))
             }
             switch result {
             case .success(let e): p.events.append(e)

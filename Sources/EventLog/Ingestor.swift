@@ -19,7 +19,7 @@ public struct CommitReport: Sendable {
 ///
 /// The blocking LMDB commit runs on a dedicated thread, never on the concurrency pool.
 public actor Ingestor {
-    public let log: EventLog
+    public nonisolated let log: EventLog
     /// Most events one transaction takes; more wait for the next commit.
     public let maxBatch: Int
     private let onCommit: (@Sendable (CommitReport) -> Void)?

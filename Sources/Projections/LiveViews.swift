@@ -41,7 +41,7 @@ public final class LiveViews: @unchecked Sendable {
     }
 
     /// The identity rules generation `name` was built with, if it recorded them.
-    static func storedRules(_ store: ViewStore, _ name: String) throws -> IdentityRules? {
+    public static func storedRules(_ store: ViewStore, _ name: String) throws -> IdentityRules? {
         let g = try store.open(name, set: ProjectionSet())
         guard let text = try g.metaValue("config/identity"), let json = try? JSON.parse(Array(text.utf8)) else { return nil }
         return try IdentityRules(json: json)

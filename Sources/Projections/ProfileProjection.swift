@@ -37,6 +37,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     private var mergedOverlay: [UInt64: UInt64] = [:]
     private var timelineAdds: [(UInt64, UInt64)] = []
     private var linkAdds: [(UInt64, UInt64, [UInt8])] = []
+    /// Profiles (and the profiles merged into them) whose timeline and links an erasure removes.
+    private var purged: Set<UInt64> = []
 
     // What the batch being folded did, for projections that fold after this one (segments,
     // KPIs) in the same batch: which profile each event went to, which profiles merged.
@@ -44,6 +46,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     private(set) var assignments: [(seq: UInt64, profile: UInt64)] = []
     /// (absorbed, survivor) of every merge, in order.
     private(set) var merges: [(absorbed: UInt64, survivor: UInt64)] = []
+    /// Profiles erased in this batch (a `Profile Erased` system event), in order.
+    private(set) var erasures: [UInt64] = []
 
     public init(rules: IdentityRules = .default) {
         self.rules = CompiledRules(rules)
@@ -66,6 +70,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         linkAdds.removeAll(keepingCapacity: true)
         assignments.removeAll(keepingCapacity: true)
         merges.removeAll(keepingCapacity: true)
+        erasures.removeAll(keepingCapacity: true)
+        purged.removeAll(keepingCapacity: true)
     }
 
     /// A profile's state as of the batch folded so far (pending changes included); nil when
@@ -81,7 +87,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
 
     public func write(_ tx: borrowing WriteTransaction) throws {
         for (id, pid) in indexOverlay {
-            try tx.put(identity, key: id.key, value: pid.nativeKey)
+            if pid == 0 { _ = try tx.delete(identity, key: id.key) } else { try tx.put(identity, key: id.key, value: pid.nativeKey) }
         }
         for pid in deleted.sorted() {
             _ = try tx.delete(profiles, key: pid.nativeKey)
@@ -90,13 +96,25 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             try tx.put(profiles, key: pid.nativeKey, value: state.encode())
         }
         for (old, survivor) in mergedOverlay {
-            try tx.put(merged, key: old.nativeKey, value: survivor.nativeKey)
+            if survivor == 0 { _ = try tx.delete(merged, key: old.nativeKey) } else { try tx.put(merged, key: old.nativeKey, value: survivor.nativeKey) }
         }
         for (pid, seq) in timelineAdds {
             try tx.put(timeline, key: pid.be + seq.be, value: [])
         }
         for (pid, seq, record) in linkAdds {
             try tx.put(links, key: pid.be + seq.be, value: record)
+        }
+        // Erased profiles leave no timeline and no identity history behind.
+        for pid in purged.sorted() {
+            for db in [timeline!, links!] {
+                var keys: [[UInt8]] = []
+                try tx.scan(db, from: pid.be) { k, _ in
+                    guard k.count == 16, Array(k[0..<8]) == pid.be else { return false }
+                    keys.append(Array(k))
+                    return true
+                }
+                for k in keys { _ = try tx.delete(db, key: k) }
+            }
         }
     }
 
@@ -119,8 +137,11 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     /// Folds one event; returns why it could not be applied, or nil.
     private func fold(_ e: Event, _ tx: borrowing ReadTransaction, _ found: inout [FoundIdentifier],
                       _ dropped: inout [(String, String, String)]) throws -> String? {
-        guard e.type != .system else { return nil }
         let view = e.view
+        guard e.type != .system else {
+            if view["event"]?.isString("Profile Erased") == true { try erase(view, tx) }
+            return nil
+        }
         if e.type == .track, let name = view["event"]?.stringValue, rules.ignored.contains(name) { return nil }
         IdentifierExtractor.extract(view, into: &found, dropped: &dropped)
         // alias: previousId is a user id or an anonymous id — whichever the index knows.
@@ -226,8 +247,27 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         return nil
     }
 
+    /// Folds an erasure: the profile (found by its id, or the id it was merged into) leaves
+    /// the views with its identifiers, timeline, identity history and merged ids.
+    private func erase(_ view: JSONView, _ tx: borrowing ReadTransaction) throws {
+        guard let text = view["properties"]?["profile_id"]?.stringValue, text.hasPrefix("p"), let named = UInt64(text.dropFirst()) else { return }
+        var pid = named
+        if let s = mergedOverlay[named], s != 0 { pid = s } else if let s = try tx.withValue(merged, key: named.nativeKey, { UInt64(nativeKey: $0) }) { pid = s }
+        guard let state = try state(pid, tx) else { return }  // erased before, or never existed (compacted away)
+        for id in state.identifiers { indexOverlay[id] = 0 }
+        stateOverlay[pid] = nil
+        deleted.insert(pid)
+        for m in [pid] + state.merged {
+            purged.insert(m)
+            if m != pid { mergedOverlay[m] = 0 }
+        }
+        timelineAdds.removeAll { purged.contains($0.0) }
+        linkAdds.removeAll { purged.contains($0.0) }
+        erasures.append(pid)
+    }
+
     private func lookup(_ id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? {
-        if let pid = indexOverlay[id] { return pid }
+        if let pid = indexOverlay[id] { return pid == 0 ? nil : pid }
         return try tx.withValue(identity, key: id.key) { UInt64(nativeKey: $0) }
     }
 

@@ -28,12 +28,15 @@ public struct TouchstoneServer: Sendable {
     public let metrics: ServerMetrics
     /// The live views (profiles, …), kept current with the log by `ProjectionService`.
     public let views: LiveViews
+    /// `<data>/serve.lock`, held while serving: maintenance (compact) refuses to run beside it.
+    let lock: ServeLock
 
     /// Opens (creating when absent) `<data>/log`, `<data>/admin` and `<data>/views`, and loads the schemas.
     public init(configuration: ServerConfiguration) throws {
         self.configuration = configuration
         let data = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        lock = try ServeLock(data)
         log = try EventLog(directory: data + "/log", options: LogOptions(durability: .full))
         keys = try KeyRing(store: AdminStore(directory: data + "/admin"))
         builder = EnvelopeBuilder(schemas: try SchemaSet.load(builtIn: configuration.schemasDirectory, dataDirectory: data),
@@ -56,6 +59,8 @@ public func buildRouter(_ server: TouchstoneServer) -> (router: Router<Touchston
         .add(to: routes)
     AdminRoutes(log: server.log, keys: server.keys).add(to: routes)
     ProfileRoutes(log: server.log, views: server.views, keys: server.keys,
+                  maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
+    PrivacyRoutes(log: server.log, views: server.views, keys: server.keys,
                   maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
     return (router, routes.routes)
 }
@@ -145,4 +150,18 @@ struct ProjectionService: Service {
         }
         logger.info("views stopped", metadata: ["appliedSeq": .stringConvertible(views.runner.appliedSeq)])
     }
+}
+
+/// An exclusive `flock` on `<data>/serve.lock` for the server's life.
+final class ServeLock: @unchecked Sendable {
+    let fd: Int32
+    init(_ data: String) throws {
+        fd = open(data + "/serve.lock", O_CREAT | O_RDWR, 0o644)
+        guard fd >= 0 else { throw ConfigurationError(message: "cannot open \(data)/serve.lock") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw ConfigurationError(message: "another process (touchstone serve or compact) holds \(data); stop it first")
+        }
+    }
+    deinit { close(fd) }
 }

@@ -48,6 +48,9 @@ struct KeysCreateCommand: ParsableCommand {
                 (record, key) = try admin.createAPIKey(name: name!, scope: s)
                 print("created \(s.rawValue) API key \"\(record.name)\" (shown once; only its SHA-256 digest is stored):")
             }
+            try? options.openLog().recordAudit(actor: cliActor(), action: "key-create",
+                                              detail: "\(record.kind == .write ? "write" : "API") key \(record.name)" + (scope.map { " scope \($0)" } ?? "") + (source.map { " source \($0)" } ?? ""),
+                                              time: nowMicros())
             print(key)
         } catch let e as AdminError {
             throw ValidationError(e.message)
@@ -93,6 +96,7 @@ struct KeysRevokeCommand: ParsableCommand {
     func run() throws {
         do {
             let r = try AdminStore(directory: options.data + "/admin").revoke(name: name)
+            try? options.openLog().recordAudit(actor: cliActor(), action: "key-revoke", detail: "key \(r.name)", time: nowMicros())
             print("revoked \(r.kind == .write ? "write" : "API") key \"\(r.name)\"")
         } catch let e as AdminError {
             throw ValidationError(e.message)

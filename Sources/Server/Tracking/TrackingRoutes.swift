@@ -139,7 +139,7 @@ public struct TrackingRoutes: Sendable {
         message["type"] = .string(type.name)  // the path names the call, as in Segment's API
         let context = SourceContext(name: source.name, channel: source.channel)
         let channel = Self.channel(of: message, source: source)
-        switch builder.prepare(message: message, encodedSize: size, source: context, receivedAt: receivedAt) {
+        switch suppress(builder.prepare(message: message, encodedSize: size, source: context, receivedAt: receivedAt), try suppression()) {
         case .success(let event):
             let outcome = try await commit([event], deadLetters: [], logger).first!
             record([outcome], channels: [channel], types: [type.name], source: source)
@@ -149,7 +149,8 @@ public struct TrackingRoutes: Sendable {
             _ = try await commit([], deadLetters: [letter], logger)
             metrics.rejected(source: source.name, channel: channel, type: type.name, reason: rejection.code)
             logger.info("message rejected", metadata: ["source": .string(source.name), "code": .string(rejection.code)])
-            throw APIError(rejection.code == "too_large" ? .contentTooLarge : .badRequest, code: rejection.code, message: rejection.message)
+            throw APIError(rejection.code == "too_large" ? .contentTooLarge : rejection.code == "suppressed" ? .forbidden : .badRequest,
+                           code: rejection.code, message: rejection.message)
         }
     }
 
@@ -181,12 +182,13 @@ public struct TrackingRoutes: Sendable {
         var letters: [DeadLetter] = []
         var rejected: [JSON] = []
         prepared.reserveCapacity(items.count)
+        let suppression = try suppression()
         for (index, item) in items.enumerated() {
             let message = defaults.map { item.merged(withDefaults: $0) } ?? item
             let channel = Self.channel(of: message, source: source)
             let type = Self.typeLabel(item)
-            switch builder.prepare(message: message, encodedSize: item.compactByteCount, source: context,
-                                   receivedAt: receivedAt, batchSentAt: batchSentAt) {
+            switch suppress(builder.prepare(message: message, encodedSize: item.compactByteCount, source: context,
+                                            receivedAt: receivedAt, batchSentAt: batchSentAt), suppression) {
             case .success(let event):
                 prepared.append(event)
                 channels.append(channel)
@@ -210,6 +212,19 @@ public struct TrackingRoutes: Sendable {
     }
 
     // MARK: Steps
+
+    /// The suppression list of erased customers, as of this request.
+    private func suppression() throws -> SuppressionSnapshot {
+        do { return try ingestor.log.suppressionSnapshot() } catch {
+            throw APIError(.serviceUnavailable, code: "commit_failed", message: "the suppression list could not be read; nothing was kept, retry")
+        }
+    }
+
+    /// Refuses a prepared message that names an erased customer (rejection `suppressed`).
+    private func suppress(_ r: Result<PreparedEvent, Rejection>, _ list: SuppressionSnapshot) -> Result<PreparedEvent, Rejection> {
+        guard case .success(let e) = r, !list.isEmpty, let id = list.suppressed(JSONView(bytes: e.payload)) else { return r }
+        return .failure(Rejection(code: "suppressed", message: "\(id.type) belongs to an erased customer: events for it are refused until the suppression is lifted"))
+    }
 
     private func authenticate(_ key: String, _ logger: inout Logger) throws -> Source {
         switch keys.authenticateWriteKey(key) {

@@ -1,0 +1,104 @@
+import Foundation
+import JSONCore
+
+/// One identifier of a customer: a type (`user_id`, `anonymous_id`, `email`, `phone`,
+/// `device_id`, or a `context.externalIds[].type` such as `loyalty_id`) and a normalised value.
+public struct Identifier: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var type: String
+    public var value: String
+
+    public init(type: String, value: String) {
+        self.type = type
+        self.value = value
+    }
+
+    /// `type:value`, as in API paths.
+    public var description: String { type + ":" + value }
+
+    /// The identity index key: type, NUL, value.
+    public var key: [UInt8] {
+        var k = Array(type.utf8)
+        k.append(0)
+        k.append(contentsOf: value.utf8)
+        return k
+    }
+
+    public static func < (a: Identifier, b: Identifier) -> Bool {
+        a.type != b.type ? a.type < b.type : a.value < b.value
+    }
+
+    /// Parses `type:value` (the value may itself contain colons). The value is normalised as
+    /// the resolver normalises it, so `email: Jane@Example.com ` finds `email:jane@example.com`.
+    public static func parse(_ text: String) -> Identifier? {
+        guard let colon = text.firstIndex(of: ":") else { return nil }
+        let type = String(text[..<colon]), raw = String(text[text.index(after: colon)...])
+        guard !type.isEmpty, !raw.isEmpty else { return nil }
+        if type == "profile_id" { return Identifier(type: type, value: raw) }
+        guard let value = normalise(type: type, raw) else { return nil }
+        return Identifier(type: type, value: value)
+    }
+
+    /// Normalises a raw identifier value: trims; emails lower-cased (and must have an `@`);
+    /// phones reduced to digits with a leading `+` kept (at least 7 digits). Nil: unusable.
+    public static func normalise(type: String, _ raw: String) -> String? {
+        let trimmed = raw.trimmingWhitespace()
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 256 else { return nil }
+        switch type {
+        case "email":
+            let e = trimmed.lowercased()
+            guard let at = e.firstIndex(of: "@"), at != e.startIndex, e.index(after: at) != e.endIndex else { return nil }
+            return e
+        case "phone":
+            var out = ""
+            var digits = 0
+            for (i, c) in trimmed.unicodeScalars.enumerated() {
+                if c == "+" && i == 0 { out.append("+") } else if c.properties.numericType == .decimal, c.isASCII {
+                    out.unicodeScalars.append(c)
+                    digits += 1
+                }
+            }
+            return digits >= 7 ? out : nil
+        default:
+            return trimmed
+        }
+    }
+}
+
+/// An identifier as found on an event, with where it came from (for `identity explain`).
+public struct FoundIdentifier: Sendable {
+    public var id: Identifier
+    public var origin: String
+    public init(id: Identifier, origin: String) { self.id = id; self.origin = origin }
+}
+
+public enum IdentifierExtractor {
+    /// Every identifier on `event`, normalised, without duplicates, in a fixed order.
+    /// `previousId` (alias) is returned separately: its type depends on the index.
+    public static func extract(_ view: JSONView, into out: inout [FoundIdentifier], dropped: inout [(String, String, String)]) {
+        func add(_ type: String, _ raw: JSONView?, _ origin: String) {
+            guard let raw, let text = raw.scalarText else { return }
+            guard let v = Identifier.normalise(type: type, text) else {
+                if !text.trimmingWhitespace().isEmpty { dropped.append((type + ":" + text, origin, "not a valid \(type)")) }
+                return
+            }
+            let id = Identifier(type: type, value: v)
+            if !out.contains(where: { $0.id == id }) { out.append(FoundIdentifier(id: id, origin: origin)) }
+        }
+        add("user_id", view["userId"], "userId")
+        add("anonymous_id", view["anonymousId"], "anonymousId")
+        let traits = view["traits"], context = view["context"]
+        let ctraits = context?["traits"]
+        add("email", traits?["email"], "traits.email")
+        add("email", ctraits?["email"], "context.traits.email")
+        add("phone", traits?["phone"], "traits.phone")
+        add("phone", ctraits?["phone"], "context.traits.phone")
+        add("device_id", context?["device"]?["id"], "context.device.id")
+        if let ext = context?["externalIds"], ext.isArray {
+            for e in ext.elements {
+                guard let type = e["type"]?.stringValue?.trimmingWhitespace(), !type.isEmpty, type.utf8.count <= 64,
+                      type != "profile_id" else { continue }
+                add(type, e["id"], "context.externalIds")
+            }
+        }
+    }
+}
