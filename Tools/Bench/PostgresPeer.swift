@@ -82,8 +82,19 @@ func run(_ exe: String, _ args: [String], stdinFile: String? = nil, capture: Boo
     posix_spawn_file_actions_addopen(&actions, 0, stdinFile ?? "/dev/null", O_RDONLY, 0)
     let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) } + [nil]
     defer { for a in argv { free(a) } }
+    // The child starts with no blocked signals and default handlers: this process's threads
+    // block some (SIGALRM among them), and pgbench -T needs its alarm.
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var empty = sigset_t(), all = sigset_t()
+    sigemptyset(&empty)
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attr, &empty)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, exe, &actions, nil, argv, environ)
+    let rc = posix_spawn(&pid, exe, &actions, &attr, argv, environ)
     if capture { close(outPipe[1]); close(errPipe[1]) }
     guard rc == 0 else { throw BenchError("cannot start \(exe): \(String(cString: strerror(rc)))") }
     @Sendable func drain(_ fd: Int32) -> Data {

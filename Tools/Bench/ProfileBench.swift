@@ -21,6 +21,7 @@ struct ProfileBench: ParsableCommand {
     @Flag(help: "Skip the PostgreSQL peer.") var noPostgres = false
 
     func run() throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // progress lines as they come, also into a file
         let binDir = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0]).deletingLastPathComponent().path
         try? FileManager.default.removeItem(atPath: scratch)
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -47,12 +48,12 @@ struct ProfileBench: ParsableCommand {
         print("fold: \(folded) events in \(fmt(foldSeconds, 2)) s = \(fmt(foldRate)) events/s; \(profiles) profiles; VmHWM \(rssBefore >> 20) → \(peakRSS() >> 20) MiB")
 
         // The customers to look up: user ids the fold resolved.
-        var users: [String] = []
+        var distinct: Set<String> = []
         try log.forEach { e in
-            if let u = e.userId, u.hasPrefix("u"), users.count < 200_000 { users.append(u) }
+            if let u = e.userId, u.hasPrefix("u") { distinct.insert(u) }
             return true
         }
-        users = Array(Set(users)).sorted()
+        let users = distinct.sorted()
         guard !users.isEmpty else { throw BenchError("no user ids in \(input)") }
 
         // 2. In-process lookups: resolve, read, decode and render the profile JSON.
