@@ -21,7 +21,6 @@ struct ProfileBench: ParsableCommand {
     @Flag(help: "Skip the PostgreSQL peer.") var noPostgres = false
 
     func run() throws {
-        setvbuf(stdout, nil, _IOLBF, 0)  // progress lines as they come, also into a file
         let binDir = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0]).deletingLastPathComponent().path
         try? FileManager.default.removeItem(atPath: scratch)
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -32,7 +31,7 @@ struct ProfileBench: ParsableCommand {
         let builder = EnvelopeBuilder(schemas: try SchemaSet.load(builtIn: nil, dataDirectory: nil))
         let summary = try Importer(log: log, builder: builder, source: SourceContext(name: "bench", channel: "server"))
             .run(try LineReader(path: input))
-        print("log: \(summary.appended) events")
+        say("log: \(summary.appended) events")
 
         // 1. Fold: every event into empty views (identity resolution + all computed traits).
         let store = ViewStore(dataDirectory: scratch)
@@ -45,7 +44,7 @@ struct ProfileBench: ParsableCommand {
         let foldRate = Double(folded) / foldSeconds
         let reader = try ProfileReader(g)
         let profiles = try reader.count()
-        print("fold: \(folded) events in \(fmt(foldSeconds, 2)) s = \(fmt(foldRate)) events/s; \(profiles) profiles; VmHWM \(rssBefore >> 20) → \(peakRSS() >> 20) MiB")
+        say("fold: \(folded) events in \(fmt(foldSeconds, 2)) s = \(fmt(foldRate)) events/s; \(profiles) profiles; VmHWM \(rssBefore >> 20) → \(peakRSS() >> 20) MiB")
 
         // The customers to look up: user ids the fold resolved.
         var distinct: Set<String> = []
@@ -69,7 +68,7 @@ struct ProfileBench: ParsableCommand {
             if i >= 10_000 { _ = hist.record((t1 - t0) / 100) }  // 0.1 µs units
         }
         let us = { (q: Double) in fmt(Double(hist.valueAtPercentile(q)) / 10, 1) }
-        print("lookup in-process: p50 \(us(50)) µs, p99 \(us(99)) µs, p99.9 \(us(99.9)) µs (\(found) of 200000 found)")
+        say("lookup in-process: p50 \(us(50)) µs, p99 \(us(99)) µs, p99.9 \(us(99.9)) µs (\(found) of 200000 found)")
 
         // 3. Over HTTP: `touchstone serve` on the same data, `clients` keep-alive connections.
         let server = try BenchServer(binary: binDir + "/touchstone", data: scratch)
@@ -80,7 +79,7 @@ struct ProfileBench: ParsableCommand {
         let http = try GetLoad(port: server.port, authorization: "Bearer " + readKey, clients: clients, seconds: seconds) { _, n in
             "/v1/profiles/user_id:" + ids[Int(UInt(bitPattern: n &* 2_654_435_761) % UInt(ids.count))]
         }.run()
-        print("lookup over HTTP: \(fmt(Double(http.requests) / http.seconds)) req/s, p50 \(fmt(http.ms(50), 2)) ms, p99 \(fmt(http.ms(99), 2)) ms, \(http.errors) errors")
+        say("lookup over HTTP: \(fmt(Double(http.requests) / http.seconds)) req/s, p50 \(fmt(http.ms(50), 2)) ms, p99 \(fmt(http.ms(99), 2)) ms, \(http.errors) errors")
         server.stop()
 
         // 4. PostgreSQL: the same events, an index on the user id, pgbench with the same clients.
@@ -137,10 +136,10 @@ struct ProfileBench: ParsableCommand {
                 pgRate = v
             }
             let latency = text.split(separator: "\n").first { $0.contains("latency average") }.map(String.init) ?? ""
-            print("PostgreSQL (pgbench, \(clients) clients): \(fmt(pgRate ?? 0)) queries/s; \(latency)")
+            say("PostgreSQL (pgbench, \(clients) clients): \(fmt(pgRate ?? 0)) queries/s; \(latency)")
         }
 
-        print("""
+        say("""
 
         | profiles, \(folded) events | Touchstone | PostgreSQL | ratio |
         |---|---:|---:|---:|
@@ -212,3 +211,6 @@ struct GetLoad {
 
 /// `run` from file scope (inside a command, `run` names the command's own method).
 private func runTool(_ exe: String, _ args: [String]) throws -> String { try run(exe, args) }
+
+/// Prints a line at once (stdout to a file is block-buffered; a benchmark's progress should not be).
+private func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
