@@ -42,7 +42,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "data", "schemas", "http.host", "http.port", "http.idleTimeoutSeconds",
         "limits.maxMessageBytes", "limits.maxBodyBytes", "limits.maxInflatedBytes", "limits.deadLetterBodyBytes",
         "limits.eventsPerSecond", "ingest.maxCommitEvents", "log.level", "log.format", "query.maxWaitMillis",
-        "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types",
+        "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types", "retention",
     ]
 
     /// Values given on the command line; nil leaves the key to the environment, file and defaults.
