@@ -75,6 +75,11 @@ public enum IdentifierExtractor {
     /// Every identifier on `event`, normalised, without duplicates, in a fixed order.
     /// `previousId` (alias) is returned separately: its type depends on the index.
     public static func extract(_ view: JSONView, into out: inout [FoundIdentifier], dropped: inout [(String, String, String)]) {
+        extract(EventFields(view), into: &out, dropped: &dropped)
+    }
+
+    /// The same, from fields already looked up.
+    public static func extract(_ f: EventFields, into out: inout [FoundIdentifier], dropped: inout [(String, String, String)]) {
         func add(_ type: String, _ raw: JSONView?, _ origin: String) {
             guard let raw, let text = raw.scalarText else { return }
             guard let v = Identifier.normalise(type: type, text) else {
@@ -84,21 +89,40 @@ public enum IdentifierExtractor {
             let id = Identifier(type: type, value: v)
             if !out.contains(where: { $0.id == id }) { out.append(FoundIdentifier(id: id, origin: origin)) }
         }
-        add("user_id", view["userId"], "userId")
-        add("anonymous_id", view["anonymousId"], "anonymousId")
-        let traits = view["traits"], context = view["context"]
-        let ctraits = context?["traits"]
-        add("email", traits?["email"], "traits.email")
-        add("email", ctraits?["email"], "context.traits.email")
-        add("phone", traits?["phone"], "traits.phone")
-        add("phone", ctraits?["phone"], "context.traits.phone")
-        add("device_id", context?["device"]?["id"], "context.device.id")
-        if let ext = context?["externalIds"], ext.isArray {
+        add("user_id", f.userId, "userId")
+        add("anonymous_id", f.anonymousId, "anonymousId")
+        let traits = f.traits?.fields(EventFields.traitKeys), ctraits = f.contextTraits?.fields(EventFields.traitKeys)
+        add("email", traits?[0], "traits.email")
+        add("email", ctraits?[0], "context.traits.email")
+        add("phone", traits?[1], "traits.phone")
+        add("phone", ctraits?[1], "context.traits.phone")
+        add("device_id", f.device?["id"], "context.device.id")
+        if let ext = f.externalIds, ext.isArray {
             for e in ext.elements {
                 guard let type = e["type"]?.stringValue?.trimmingWhitespace(), !type.isEmpty, type.utf8.count <= 64,
                       type != "profile_id" else { continue }
                 add(type, e["id"], "context.externalIds")
             }
+        }
+    }
+}
+
+/// The fields of a stored event that identity and profiles read, found in one pass over the
+/// body and one over its context.
+public struct EventFields {
+    public var userId, anonymousId, previousId, event, properties, traits, context, channel, source: JSONView?
+    public var contextTraits, device, externalIds, consent: JSONView?
+
+    static let topKeys = JSONView.KeyList(["userId", "anonymousId", "previousId", "event", "properties", "traits", "context", "channel", "source"])
+    static let contextKeys = JSONView.KeyList(["traits", "device", "externalIds", "consent"])
+    static let traitKeys = JSONView.KeyList(["email", "phone"])
+
+    public init(_ view: JSONView) {
+        let t = view.fields(Self.topKeys)
+        userId = t[0]; anonymousId = t[1]; previousId = t[2]; event = t[3]; properties = t[4]; traits = t[5]
+        context = t[6]; channel = t[7]; source = t[8]
+        if let c = context?.fields(Self.contextKeys) {
+            contextTraits = c[0]; device = c[1]; externalIds = c[2]; consent = c[3]
         }
     }
 }

@@ -48,6 +48,40 @@ public struct JSONView: Sendable {
         }
     }
 
+    /// Several members of an object in one pass (the last one of a repeated key wins): the
+    /// values in the order of `keys`, nil where absent. For hot loops that read a handful of
+    /// fields of every event, where one `subscript` per field would rescan the object each time.
+    public func fields(_ keys: KeyList) -> [JSONView?] {
+        var out = [JSONView?](repeating: nil, count: keys.keys.count)
+        guard tag == 7 else { return out }
+        bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let n = JSONView.varint(b, &i) else { return }
+            for _ in 0..<n {
+                guard let len = JSONView.varint(b, &i), i + len <= b.count else { return }
+                if len <= keys.longest {
+                    for (k, key) in keys.keys.enumerated() where key.count == len && (len == 0 || (b[i] == key[0] && memcmp(b.baseAddress! + i, key, len) == 0)) {
+                        out[k] = JSONView(bytes: bytes, offset: i + len)
+                        break
+                    }
+                }
+                guard let next = JSONView.skip(b, i + len) else { return }
+                i = next
+            }
+        }
+        return out
+    }
+
+    /// Keys for `fields(_:)`, as UTF-8 once.
+    public struct KeyList: Sendable {
+        let keys: [[UInt8]]
+        let longest: Int
+        public init(_ keys: [String]) {
+            self.keys = keys.map { Array($0.utf8) }
+            longest = self.keys.map(\.count).max() ?? 0
+        }
+    }
+
     /// The element at `index` of an array; nil otherwise or when out of range.
     public subscript(index: Int) -> JSONView? {
         guard tag == 6, index >= 0 else { return nil }

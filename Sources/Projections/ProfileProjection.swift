@@ -138,14 +138,15 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     private func fold(_ e: Event, _ tx: borrowing ReadTransaction, _ found: inout [FoundIdentifier],
                       _ dropped: inout [(String, String, String)]) throws -> String? {
         let view = e.view
+        let fields = EventFields(view)
         guard e.type != .system else {
-            if view["event"]?.isString("Profile Erased") == true { try erase(view, tx) }
+            if fields.event?.isString("Profile Erased") == true { try erase(view, tx) }
             return nil
         }
-        if e.type == .track, let name = view["event"]?.stringValue, rules.ignored.contains(name) { return nil }
-        IdentifierExtractor.extract(view, into: &found, dropped: &dropped)
+        if e.type == .track, !rules.ignored.isEmpty, let name = fields.event?.stringValue, rules.ignored.contains(name) { return nil }
+        IdentifierExtractor.extract(fields, into: &found, dropped: &dropped)
         // alias: previousId is a user id or an anonymous id — whichever the index knows.
-        if e.type == .alias, let prev = view["previousId"]?.scalarText?.trimmingWhitespace(), !prev.isEmpty {
+        if e.type == .alias, let prev = fields.previousId?.scalarText?.trimmingWhitespace(), !prev.isEmpty {
             let asUser = Identifier(type: "user_id", value: prev)
             let id = try lookup(asUser, tx) != nil ? asUser : Identifier(type: "anonymous_id", value: prev)
             if !found.contains(where: { $0.id == id }) { found.append(FoundIdentifier(id: id, origin: "previousId")) }
@@ -208,7 +209,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             indexOverlay[f.id] = state.id
             notes.append("attached \(f.id) from \(f.origin)")
         }
-        state.apply(e, view)
+        state.apply(e, fields)
         deleted.remove(state.id)
         stateOverlay[state.id] = state
         timelineAdds.append((state.id, e.seq))
@@ -220,17 +221,25 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     }
 
     /// The first type whose limit the union of `owners`' profiles and the new identifiers breaks.
+    /// Profiles never share an identifier, so the union's count of a type is the sum over the
+    /// profiles plus the event's identifiers none of them holds.
     private func violation(_ found: [FoundIdentifier], _ owners: [UInt64?], _ states: [UInt64: ProfileState]) -> (String, Int)? {
-        var union: Set<Identifier> = []
-        for pid in Set(owners.compactMap { $0 }) { union.formUnion(states[pid]!.identifiers) }
-        for f in found { union.insert(f.id) }
-        var counts: [String: Int] = [:]
-        for id in union { counts[id.type, default: 0] += 1 }
-        for (type, n) in counts.sorted(by: { rules.rank($0.key) != rules.rank($1.key) ? rules.rank($0.key) < rules.rank($1.key) : $0.key < $1.key })
-        where n > rules.limit(type) {
-            return (type, rules.limit(type))
+        var pids: [UInt64] = []
+        for case let pid? in owners where !pids.contains(pid) { pids.append(pid) }
+        // The common case: every identifier already belongs to the one profile.
+        if pids.count == 1 && !owners.contains(where: { $0 == nil }) { return nil }
+        var counts: [(String, Int)] = []
+        func add(_ type: String) {
+            if let i = counts.firstIndex(where: { $0.0 == type }) { counts[i].1 += 1 } else { counts.append((type, 1)) }
         }
-        return nil
+        for pid in pids { for id in states[pid]!.identifiers { add(id.type) } }
+        for (i, f) in found.enumerated() where owners[i] == nil { add(f.id.type) }
+        var worst: (String, Int)?
+        for (type, n) in counts where n > rules.limit(type) {
+            if let w = worst, rules.rank(w.0) < rules.rank(type) || (rules.rank(w.0) == rules.rank(type) && w.0 < type) { continue }
+            worst = (type, rules.limit(type))
+        }
+        return worst
     }
 
     /// The lowest-priority identifier whose removal lowers the count of `type` in the union:

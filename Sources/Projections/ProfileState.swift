@@ -26,7 +26,9 @@ struct Stamped<Value: Equatable>: Equatable {
 
 /// The fold state of one profile: identifiers, traits by event time, computed traits.
 /// Every collection is kept sorted, so its encoding is a function of its content only.
-struct ProfileState: Equatable {
+/// A class: the fold hands one instance around a batch and mutates it in place (a struct
+/// would be copied, field by field, at every hand-over).
+final class ProfileState {
     var id: UInt64
     /// Profiles merged into this one (their ids still resolve here).
     var merged: [UInt64] = []
@@ -56,7 +58,7 @@ struct ProfileState: Equatable {
 
     func count(of type: String) -> Int { identifiers.reduce(0) { $0 + ($1.type == type ? 1 : 0) } }
 
-    mutating func insertIdentifier(_ id: Identifier) -> Bool {
+    func insertIdentifier(_ id: Identifier) -> Bool {
         let i = identifiers.partitioningIndex { !($0 < id) }
         if i < identifiers.count && identifiers[i] == id { return false }
         identifiers.insert(id, at: i)
@@ -65,21 +67,21 @@ struct ProfileState: Equatable {
 
     // MARK: Folding one event
 
-    mutating func apply(_ e: Event, _ view: JSONView) {
+    func apply(_ e: Event, _ f: EventFields) {
         eventCount += 1
         firstSeen = min(firstSeen, e.timestamp)
         lastSeen = max(lastSeen, e.timestamp)
-        let channel = view["channel"]?.stringValue ?? ""
+        let channel = f.channel?.stringValue ?? ""
         channels[channel.isEmpty ? "unknown" : channel, default: 0] += 1
-        let source = view["source"]?.stringValue ?? ""
+        let source = f.source?.stringValue ?? ""
 
         // Traits: identify's traits, and context.traits of any call (RudderStack sends them there).
-        if e.type == .identify, let t = view["traits"], t.isObject { setTraits(t, e, source) }
-        if let t = view["context"]?["traits"], t.isObject { setTraits(t, e, source) }
-        if let c = view["context"]?["consent"] { setConsent(c, e, source) }
+        if e.type == .identify, let t = f.traits, t.isObject { setTraits(t, e, source) }
+        if let t = f.contextTraits, t.isObject { setTraits(t, e, source) }
+        if let c = f.consent { setConsent(c, e, source) }
 
-        guard e.type == .track, let name = view["event"] else { return }
-        let props = view["properties"]
+        guard e.type == .track, let name = f.event else { return }
+        let props = f.properties
         if name.isString("Order Completed") {
             let orderID = props?["order_id"]?.scalarText
             if let orderID {
@@ -133,7 +135,7 @@ struct ProfileState: Equatable {
         return sum
     }
 
-    private mutating func setTraits(_ t: JSONView, _ e: Event, _ source: String) {
+    private func setTraits(_ t: JSONView, _ e: Event, _ source: String) {
         for (key, value) in t.members {
             let s = Stamped(value: value.json, time: e.timestamp, seq: e.seq, source: source)
             if s.isNewer(than: traits[key]) { traits[key] = s }
@@ -141,7 +143,7 @@ struct ProfileState: Equatable {
     }
 
     /// `{purpose: bool}`, or Segment's `{categoryPreferences: {purpose: bool}}`.
-    private mutating func setConsent(_ c: JSONView, _ e: Event, _ source: String) {
+    private func setConsent(_ c: JSONView, _ e: Event, _ source: String) {
         let prefs = c["categoryPreferences"] ?? c
         for (purpose, value) in prefs.members {
             guard let granted = value.boolValue else { continue }
@@ -154,7 +156,7 @@ struct ProfileState: Equatable {
 
     /// Folds `other` (merged away) into this profile: the result does not depend on which
     /// of the two histories came first.
-    mutating func absorb(_ o: ProfileState) {
+    func absorb(_ o: ProfileState) {
         merged = Array(Set(merged + o.merged + [o.id])).sorted()
         for id in o.identifiers { _ = insertIdentifier(id) }
         for (k, v) in o.traits where v.isNewer(than: traits[k]) { traits[k] = v }
@@ -234,7 +236,7 @@ struct ProfileState: Equatable {
         try raw.withMemoryRebound(to: UInt8.self) { b in
             var r = BinaryReader(b)
             guard try r.byte() == formatVersion else { throw ViewsError("unknown profile format") }
-            var p = ProfileState(id: try r.varint())
+            let p = ProfileState(id: try r.varint())
             for _ in 0..<(try r.varint()) { p.merged.append(try r.varint()) }
             for _ in 0..<(try r.varint()) { p.identifiers.append(Identifier(type: try r.string(), value: try r.string())) }
             for _ in 0..<(try r.varint()) {
