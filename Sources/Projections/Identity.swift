@@ -144,6 +144,7 @@ final class CompiledRules: @unchecked Sendable {
     private let ranks: [String: Int]
     private let wildcardRank: Int
     let ignored: Set<String>
+    private let longestBlocked: Int
 
     init(_ rules: IdentityRules) {
         self.rules = rules
@@ -156,6 +157,7 @@ final class CompiledRules: @unchecked Sendable {
         self.ranks = ranks
         wildcardRank = ranks["*"] ?? rules.priority.count
         ignored = Set(rules.ignoredEvents)
+        longestBlocked = (rules.blocked + rules.types.values.flatMap(\.blocked)).map(\.utf8.count).max() ?? 0
     }
 
     func limit(_ type: String) -> Int { rules.types[type]?.limit ?? rules.defaultLimit }
@@ -165,8 +167,11 @@ final class CompiledRules: @unchecked Sendable {
 
     /// The reason a value is blocked, or nil.
     func blockReason(_ id: Identifier) -> String? {
-        let lower = id.value.lowercased()
-        if blocked.contains(lower) || typeBlocked[id.type]?.contains(lower) == true { return "blocked value" }
+        // Most identifiers are longer than every blocked value: no lower-casing, no lookup.
+        if id.value.utf8.count <= longestBlocked {
+            let lower = id.value.lowercased()
+            if blocked.contains(lower) || typeBlocked[id.type]?.contains(lower) == true { return "blocked value" }
+        }
         for p in patterns where p.matches(id.value) { return "blocked pattern \(p.source)" }
         for p in typePatterns[id.type] ?? [] where p.matches(id.value) { return "blocked pattern \(p.source)" }
         return nil

@@ -19,6 +19,9 @@ public final class LiveViews: @unchecked Sendable {
     private let lock = NSLock()
     private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
     private var rebuilding: String?
+    /// The replay job started through the API (`POST /v1/admin/replay`): a rebuild on its own
+    /// thread whose result this process adopts when it is done.
+    public let replay = ReplayJob()
 
     /// Opens the live generation (creating `g000001` when there is none). With `set` nil,
     /// the projections are configured as the live generation was built (its identity rules),

@@ -62,6 +62,7 @@ public func buildRouter(_ server: TouchstoneServer) -> (router: Router<Touchston
                   maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
     PrivacyRoutes(log: server.log, views: server.views, keys: server.keys,
                   maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
+    ReplayRoutes(views: server.views, keys: server.keys).add(to: routes)
     return (router, routes.routes)
 }
 
