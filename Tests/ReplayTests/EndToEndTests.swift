@@ -46,6 +46,9 @@ import Testing
         try g.environment.write { tx in try tx.put(db, key: Array("zz-tampered".utf8), value: [1]) }
         let bad = try run("touchstone-replay", ["--data", s.dir, "--verify"])
         #expect(bad.status == 1 && bad.out.contains("DIFFERENT") && bad.out.contains("zz-tampered"), "\(bad.out)")
+        // Every rebuild that built something is in the audit log.
+        let audit = try run("touchstone", ["audit", "--data", s.dir])
+        #expect(audit.out.components(separatedBy: "\treplay\t").count - 1 >= 3, "\(audit.out)")
     }
 
     @Test func killNineMidRebuildThenRerunGivesTheSameResult() throws {
@@ -166,6 +169,8 @@ import Testing
         #expect(job["per_projection"]?[profiles]?.intValue == 3_000 && job["finished"]?.stringValue != nil)
         #expect(try await server.request("GET", "/healthz").json["views"]?.stringValue == generation, "switched in-process at once")
         #expect(s.store.current() == generation)
+        let audit = try await server.request("GET", "/v1/admin/audit", auth: admin).json["audit"]?.arrayValue ?? []
+        #expect(audit.contains { $0["action"]?.stringValue == "replay" && $0["actor"]?.stringValue == "key:ops" }, "\(audit)")
 
         let travel = try await server.request("POST", "/v1/admin/replay", auth: admin, body: #"{"until_seq":1000}"#)
         #expect(travel.status == 202)

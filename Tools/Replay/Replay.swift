@@ -93,6 +93,10 @@ struct Replay: ParsableCommand {
             result = try rebuilder.run(plan, progress: display.update)
         } catch let e as RebuildBusy { throw fail("\(e)") } catch let e as ViewsError { throw fail("\(e)") }
         display.finish()
+        let who = "cli:" + (ProcessInfo.processInfo.environment["USER"] ?? String(getuid()))
+        try? log.recordAudit(actor: who, action: "replay",
+                             detail: "\(result.generation): \(result.events) events through seq \(result.appliedSeq)\(result.switched ? ", switched live" : "")",
+                             time: Int64(Date().timeIntervalSince1970 * 1_000_000))
         if result.alreadyBuilt {
             print("\(result.generation): already built (through seq \(result.appliedSeq)); query it with touchstone profile --generation \(result.generation)")
             return

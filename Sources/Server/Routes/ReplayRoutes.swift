@@ -1,3 +1,4 @@
+import Foundation
 import EventLog
 import Hummingbird
 import JSONCore
@@ -24,11 +25,14 @@ public struct ReplayRoutes: Sendable {
         admin.get { _, _ in
             Response.json(views.replay.status.json)
         }
-        admin.post { request, _ in
+        admin.post { request, context in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let plan = try Self.plan(Array(body.readableBytesView))
             do {
                 let status = try views.replay.start(plan, views: views)
+                try? views.log.recordAudit(actor: "key:" + (context.principal?.keyName ?? "?"), action: "replay",
+                                           detail: "started \(plan.projections?.joined(separator: ",") ?? "all projections")" + (plan.untilSeq.map { " until seq \($0)" } ?? ""),
+                                           time: Int64(Date().timeIntervalSince1970 * 1_000_000))
                 return Response.json(status.json, status: .accepted)
             } catch is RebuildBusy {
                 throw APIError(.conflict, code: "replay_running", message: "a replay is already running; GET /v1/admin/replay reports it")
