@@ -66,7 +66,12 @@ public final class LiveViews: @unchecked Sendable {
     /// Whether every projection of the live generation was built by this code and configuration.
     public func isStale() throws -> Bool {
         let g = generation
-        return try g.projections.contains { try !g.isCurrent($0) }
+        if try g.projections.contains(where: { try !g.isCurrent($0) }) { return true }
+        // A projection added since the generation was built starts at seq 0 while the others
+        // are ahead: those that fold after another (segments after profiles) need it to fold
+        // the same events, so the whole generation is rebuilt.
+        let checkpoints = try g.projections.map { try g.checkpoint($0.name) }
+        return checkpoints.contains(0) && checkpoints.contains { $0 > 0 }
     }
 
     /// Waits (bounded) until the live views have applied `seq`.
@@ -139,7 +144,8 @@ public final class LiveViews: @unchecked Sendable {
         }
         let runner = self.runner
         let next = runner.appliedSeq + 1
-        let events = try log.events(from: next, limit: runner.batchSize)
+        // Small batches while tailing: visibility lag is one batch's fold.
+        let events = try log.events(from: next, limit: min(runner.batchSize, 2048))
         if events.isEmpty {
             _ = await log.waitForSeq(next, timeout: .seconds(1))
         } else {

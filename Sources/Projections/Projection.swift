@@ -53,12 +53,20 @@ public struct ProjectionSet: Sendable {
     public init(rules: IdentityRules = .default) { self.rules = rules }
 
     /// Every projection's name, in fold order.
-    public static let names = [ProfileProjection.projectionName]
+    public static let names = [ProfileProjection.projectionName, SegmentProjection.projectionName, KPIProjection.projectionName]
 
     /// New instances of the named projections (all when `names` is nil).
+    /// Segments and KPIs read the profile projection's pending results, so asking for either
+    /// includes profiles (folded first).
     public func make(_ names: [String]? = nil) -> [any Projection] {
         var out: [any Projection] = []
-        if names == nil || names!.contains(ProfileProjection.projectionName) { out.append(ProfileProjection(rules: rules)) }
+        let wants = { (n: String) in names == nil || names!.contains(n) }
+        let dependents = wants(SegmentProjection.projectionName) || wants(KPIProjection.projectionName)
+        guard wants(ProfileProjection.projectionName) || dependents else { return out }
+        let profiles = ProfileProjection(rules: rules)
+        out.append(profiles)
+        if wants(SegmentProjection.projectionName) { out.append(SegmentProjection(profiles: profiles)) }
+        if wants(KPIProjection.projectionName) { out.append(KPIProjection(profiles: profiles)) }
         return out
     }
 }

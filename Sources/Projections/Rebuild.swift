@@ -38,7 +38,7 @@ public struct RebuildPlan: Sendable, Equatable {
     public var batchSize: Int
 
     public init(projections: [String]? = nil, untilSeq: UInt64? = nil, untilTime: Int64? = nil, target: String? = nil,
-                switchLive: Bool = true, keep: Int = 3, replace: Bool = false, batchSize: Int = 8192) {
+                switchLive: Bool = true, keep: Int = 3, replace: Bool = false, batchSize: Int = 32768) {
         self.projections = projections
         self.untilSeq = untilSeq
         self.untilTime = untilTime
@@ -374,25 +374,31 @@ public final class Rebuilder: @unchecked Sendable {
     /// when given: a reader thread decodes (and filters)
     /// batch k+1 while batch k folds and commits. Returns the number of events read.
     func foldRange(_ generation: ViewGeneration, from: UInt64, through end: UInt64, batchSize: Int,
-                   until: Int64?, shouldStop: () -> Bool,
+                   until: Int64?, boundaries: [UInt64]? = nil, shouldStop: () -> Bool,
                    onBatch: (UInt64, [String: Int]) -> Void) throws -> UInt64 {
         guard end > from else { return 0 }
         let runner = try ProjectionRunner(log: log, generation: generation, batchSize: batchSize)
         let queue = ScanQueue(capacity: 3)
+        // With boundaries (a live generation's batch ends), every batch ends exactly there.
+        let cuts = (boundaries ?? []).filter { $0 > from && $0 < end } + [end]
         let reader = Thread { [log] in
             do {
                 var next = from + 1
+                var cut = 0
                 while next <= end {
+                    while boundaries != nil && cut < cuts.count - 1 && cuts[cut] < next { cut += 1 }
+                    let stop = boundaries != nil ? cuts[cut] : end
                     var events: [Event] = []
                     events.reserveCapacity(batchSize)
                     var scanned: UInt64 = 0
                     var count = 0
-                    try log.forEach(from: next, through: end, chunk: batchSize) { e in
+                    try log.forEach(from: next, through: stop, chunk: batchSize) { e in
                         scanned = e.seq
                         count += 1
                         if until.map({ e.timestamp <= $0 }) ?? true { events.append(e) }
-                        return count < batchSize
+                        return boundaries != nil || count < batchSize
                     }
+                    if boundaries != nil && count == 0 && stop < end { next = stop + 1; continue }
                     if count == 0 { break }
                     next = scanned + 1
                     if !queue.put(.batch(events, scanned)) { return }
@@ -455,7 +461,10 @@ public final class Rebuilder: @unchecked Sendable {
             let g = try ViewGeneration(name: "rebuild", path: rebuiltPath, projections: set.make(group), readOnly: false)
             report.endSeq = checkpoint
             report.seq = 0
-            _ = try foldRange(g, from: 0, through: checkpoint, batchSize: batchSize, until: nil, shouldStop: { false }) { seq, per in
+            // The live generation's own batch ends: segments evaluate at batch ends.
+            let boundaries = try snapshot.batchEnds(through: checkpoint)
+            _ = try foldRange(g, from: 0, through: checkpoint, batchSize: batchSize, until: nil,
+                              boundaries: boundaries.isEmpty ? nil : boundaries, shouldStop: { false }) { seq, per in
                 report.seq = seq
                 for (k, v) in per { report.perProjection[k, default: 0] += v }
                 report.elapsed = (ContinuousClock.now - clock).seconds

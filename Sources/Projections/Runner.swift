@@ -24,7 +24,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     public let batchSize: Int
     private let applied: AppliedSeq
 
-    public init(log: EventLog, generation: ViewGeneration, batchSize: Int = 4096) throws {
+    public init(log: EventLog, generation: ViewGeneration, batchSize: Int = 16384) throws {
         self.log = log
         self.generation = generation
         self.batchSize = batchSize
@@ -112,6 +112,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 try p.write(tx)
                 try g.writeProgress(tx, p, seq: last.seq, failures: failures[i])
             }
+            if !work.isEmpty { try g.recordBatchEnd(tx, last.seq) }
             return false
         }
         if conflict {

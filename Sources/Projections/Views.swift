@@ -12,6 +12,10 @@ public final class ViewGeneration: @unchecked Sendable {
     public let projections: [any Projection]
     let meta: Database
     let failures: Database
+    /// The last seq of every committed batch. Projections that evaluate at batch ends
+    /// (segments) give the same bytes when replayed with the same boundaries: `--verify`
+    /// replays a live generation's boundaries.
+    let batches: Database
 
     /// Opens (creating) the generation at `path` with `projections`.
     public init(name: String, path: String, projections: [any Projection], readOnly: Bool = false) throws {
@@ -22,6 +26,7 @@ public final class ViewGeneration: @unchecked Sendable {
         self.projections = projections
         meta = try environment.openDatabase("meta")
         failures = try environment.openDatabase("failures")
+        batches = try environment.openDatabase("batches")
         for p in projections { try p.open(environment) }
     }
 
@@ -59,6 +64,24 @@ public final class ViewGeneration: @unchecked Sendable {
         try tx.put(meta, key: Array("build/\(p.name)".utf8), value: Array(Self.buildTag(p).utf8))
         for f in new {
             try tx.put(failures, key: Array(f.projection.utf8) + [0] + f.seq.be, value: Array(f.error.utf8))
+        }
+    }
+
+    func recordBatchEnd(_ tx: borrowing WriteTransaction, _ seq: UInt64) throws {
+        try tx.put(batches, key: seq.be, value: [])
+    }
+
+    /// The seqs at which committed batches ended, up to `through`, in order.
+    public func batchEnds(through: UInt64 = .max) throws -> [UInt64] {
+        try environment.read { tx in
+            var out: [UInt64] = []
+            try tx.scan(batches) { k, _ in
+                let seq = UInt64(bigEndianBytes: k, at: 0)
+                guard seq <= through else { return false }
+                out.append(seq)
+                return true
+            }
+            return out
         }
     }
 

@@ -58,11 +58,13 @@ public func buildRouter(_ server: TouchstoneServer) -> (router: Router<Touchston
                    limits: server.configuration.limits, defaultEventsPerSecond: server.configuration.defaultEventsPerSecond)
         .add(to: routes)
     AdminRoutes(log: server.log, keys: server.keys).add(to: routes)
+    ReplayRoutes(views: server.views, keys: server.keys).add(to: routes)
     ProfileRoutes(log: server.log, views: server.views, keys: server.keys,
                   maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
     PrivacyRoutes(log: server.log, views: server.views, keys: server.keys,
                   maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
-    ReplayRoutes(views: server.views, keys: server.keys).add(to: routes)
+    SegmentRoutes(views: server.views, ingestor: server.ingestor, keys: server.keys, maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
+    KPIRoutes(views: server.views, keys: server.keys, maxWait: .milliseconds(server.configuration.queryMaxWaitMillis)).add(to: routes)
     return (router, routes.routes)
 }
 

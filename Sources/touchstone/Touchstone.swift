@@ -11,7 +11,8 @@ struct Touchstone: AsyncParsableCommand {
         abstract: "Touchstone: an event-sourced customer data platform.",
         subcommands: [ImportCommand.self, ExportCommand.self, StatsCommand.self, VerifyCommand.self, BackupCommand.self,
                       DeadLettersCommand.self, ServeCommand.self, KeysCommand.self, ProfileCommand.self, IdentityCommand.self,
-                      EraseCommand.self, ExportSubjectCommand.self, AuditCommand.self, SuppressionCommand.self, CompactCommand.self])
+                      EraseCommand.self, ExportSubjectCommand.self, AuditCommand.self, SuppressionCommand.self, CompactCommand.self,
+                      SegmentsCommand.self, KPIsCommand.self])
 }
 
 /// `--data DIR`, shared by every subcommand.

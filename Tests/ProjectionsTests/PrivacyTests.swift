@@ -40,6 +40,8 @@ import Testing
         let pa = try #require(try v.pid("user_id:ua"))
         let before = try #require(try v.profiles.timeline(id("user_id:ua"), limit: 100))
         #expect(before.count == 4)
+        let paID = try #require(UInt64(pa.dropFirst()))
+        #expect(try v.segments.segments(ofProfile: paID).contains("new_customers"))
         let r = try #require(try v.erase(id("email:ana@example.com"), actor: "test"))
         #expect(r.profileID == pa)
         #expect(r.identifiers == 6)  // user_id, 2 anonymous ids, email, phone, device
@@ -51,6 +53,8 @@ import Testing
         #expect(try v.profiles.explain(id("user_id:ua")) == nil)
         #expect(try v.profile("user_id:ub")?["computed"]?["order_count"]?.intValue == 1)
         #expect(try v.profiles.count() == 1)
+        #expect(try v.segments.segments(ofProfile: paID).isEmpty)
+        #expect(try !v.segments.allMembers("new_customers").contains(paID))
         // The erasure event holds hashes only.
         let erasure = try #require(try s.log.event(seq: r.seq))
         #expect(erasure.type == .system)

@@ -8,5 +8,5 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "touchstone-bench",
         abstract: "Benchmarks Touchstone against its peers (PostgreSQL, raw LMDB) in one run.",
-        subcommands: [LogBench.self, HTTPBench.self, ProfileBench.self, ReplayBench.self])
+        subcommands: [LogBench.self, HTTPBench.self, ProfileBench.self, ReplayBench.self, SegmentBench.self])
 }

@@ -37,7 +37,7 @@ struct Replay: ParsableCommand {
     @Flag(help: "List the views generations and exit.") var list = false
     @Option(help: "How many older numbered generations to keep after a switch.") var keep: Int = 3
     @Flag(help: "Replace an existing generation named by --name.") var replace = false
-    @Option(name: .customLong("batch-size"), help: "Events per fold transaction.") var batchSize: Int = 8192
+    @Option(name: .customLong("batch-size"), help: "Events per fold transaction.") var batchSize: Int = 32768
     @Option(help: "Progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none.") var progress: String = "auto"
 
     func validate() throws {

@@ -31,7 +31,8 @@ public struct ProfileRoutes: Sendable {
         group.get("{id}") { request, context in
             let id = try identifier(context)
             try await waitForMinSeq(request)
-            guard let profile = try views.profiles.profile(id) else { throw notFound(id) }
+            let segments = try views.profiles.resolve(id).map { try views.segments.segments(ofProfile: $0) } ?? []
+            guard let profile = try views.profiles.profile(id, segments: segments) else { throw notFound(id) }
             return Response.json(profile)
         }
         group.get("{id}/events") { request, context in

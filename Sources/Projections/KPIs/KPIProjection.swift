@@ -1,0 +1,377 @@
+import EventLog
+import Foundation
+import JSONCore
+import LMDB
+
+/// The periods KPIs are kept at.
+public enum Granularity: UInt8, Sendable, CaseIterable {
+    case day = 0, week = 1, month = 2
+
+    public init?(name: String) {
+        switch name {
+        case "day": self = .day
+        case "week": self = .week
+        case "month": self = .month
+        default: return nil
+        }
+    }
+
+    public var name: String { self == .day ? "day" : self == .week ? "week" : "month" }
+
+    /// The period holding UTC day `day`: the day; the Monday starting its ISO week; year × 12 + month − 1.
+    public func period(ofDay day: Int) -> Int {
+        switch self {
+        case .day: return day
+        case .week: return day - ((day % 7 + 7 + 3) % 7)
+        case .month:
+            let (y, m, _) = Timestamp.civilFromDays(day)
+            return y * 12 + m - 1
+        }
+    }
+
+    /// The first day of `period`.
+    public func firstDay(_ period: Int) -> Int {
+        self == .month ? Timestamp.daysFromCivil(year: Self.floorDiv(period, 12), month: Self.mod(period, 12) + 1, day: 1) : period
+    }
+
+    /// The period after `period`.
+    public func next(_ period: Int) -> Int { self == .day ? period + 1 : self == .week ? period + 7 : period + 1 }
+
+    /// `2025-03-01`, `2025-W09` (the Monday's date is used: `2025-02-24`), `2025-03`.
+    public func label(_ period: Int) -> String {
+        switch self {
+        case .day, .week: return Timestamp.formatDay(period)
+        case .month: return String(format: "%04d-%02d", Self.floorDiv(period, 12), Self.mod(period, 12) + 1)
+        }
+    }
+
+    static func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : (a - b + 1) / b }
+    static func mod(_ a: Int, _ b: Int) -> Int { ((a % b) + b) % b }
+}
+
+/// The counters of one (channel, period) cell. Money in 1/10,000 units.
+struct KPICell: Equatable {
+    static let fieldCount = 17
+    var f = [Int64](repeating: 0, count: KPICell.fieldCount)
+
+    static let active = 0, ordering = 1, returning = 2, newCustomers = 3, orders = 4, revenue = 5, refunds = 6
+    static let refundAmount = 7, spend = 8, npsN = 9, npsPromoters = 10, npsDetractors = 11, csatN = 12
+    static let csatSatisfied = 13, csatSum = 14, retained = 15, events = 16
+
+    subscript(_ i: Int) -> Int64 {
+        get { f[i] }
+        set { f[i] = newValue }
+    }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 32)
+        w.uint(UInt64(f.count))
+        for v in f { w.int(v) }
+        return w.bytes
+    }
+
+    static func decode(_ raw: UnsafeRawBufferPointer) throws -> KPICell {
+        try raw.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            var c = KPICell()
+            let n = Int(try r.varint())
+            for i in 0..<n {
+                let v = try r.signedVarint()
+                if i < fieldCount { c.f[i] = v }
+            }
+            return c
+        }
+    }
+
+    static func += (a: inout KPICell, b: KPICell) { for i in 0..<fieldCount { a.f[i] += b.f[i] } }
+}
+
+/// KPIs per day × channel, with week and month cells kept alongside (distinct counts such as
+/// active customers are not additive, so each granularity has its own distinct keys).
+/// Channel `""` is every channel together (`all` in the API). Folds after `ProfileProjection`.
+///
+/// Databases:
+/// - `kpi_cells`: channel NUL granularity period BE → `KPICell`
+/// - `kpi_keys`: kind granularity period BE channel NUL pid BE → empty: exact distinct counts
+///   (kind 0 active, 1 ordering, 2 returning-ordering; kind 3: cohort BE month BE pid BE)
+/// - `kpi_customers`: pid BE → first order day, its channel, order count
+/// - `kpi_orders`: order id → empty (an order counts once)
+/// - `kpi_cohorts`: cohort month BE ‖ month BE → customers of the cohort who ordered that month
+///
+/// Merges: the survivor takes the earlier first order (the other's new-customer count is taken
+/// back, so a person is one new customer); distinct activity keys already counted for the
+/// absorbed profile stay, and the survivor is counted from the merge on.
+public final class KPIProjection: Projection, @unchecked Sendable {
+    public static let projectionName = "kpis"
+    public var name: String { Self.projectionName }
+    public let version = 1
+    public var configurationDigest: String { "kpis-1" }
+    public let databaseNames = ["kpi_cells", "kpi_keys", "kpi_customers", "kpi_orders", "kpi_cohorts"]
+
+    let profiles: ProfileProjection
+    var cellsDB: Database!
+    var keysDB: Database!
+    var customersDB: Database!
+    var ordersDB: Database!
+    var cohortsDB: Database!
+
+    init(profiles: ProfileProjection) { self.profiles = profiles }
+
+    public func open(_ environment: Environment) throws {
+        cellsDB = try environment.openDatabase("kpi_cells")
+        keysDB = try environment.openDatabase("kpi_keys")
+        customersDB = try environment.openDatabase("kpi_customers")
+        ordersDB = try environment.openDatabase("kpi_orders")
+        cohortsDB = try environment.openDatabase("kpi_cohorts")
+    }
+
+    struct CellKey: Hashable { var channel: String; var gran: UInt8; var period: Int32 }
+    struct DistinctKey: Hashable { var kind: UInt8; var gran: UInt8; var period: Int32; var channel: String; var pid: UInt64 }
+    struct Customer: Equatable { var firstDay: Int32; var channel: String; var orders: Int64 }
+
+    private var cells: [CellKey: KPICell] = [:]
+    private var newKeys: Set<DistinctKey> = []
+    private var knownKeys: [DistinctKey: Bool] = [:]
+    private var customers: [UInt64: Customer?] = [:]
+    private var newOrders: Set<String> = []
+    private var cohorts: [UInt64: Int64] = [:]
+
+    public func reset() {
+        cells.removeAll(keepingCapacity: true)
+        deltas.removeAll(keepingCapacity: true)
+        newKeys.removeAll(keepingCapacity: true)
+        knownKeys.removeAll(keepingCapacity: true)
+        customers.removeAll(keepingCapacity: true)
+        newOrders.removeAll(keepingCapacity: true)
+        cohorts.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Keys
+
+    static func period(_ p: Int32) -> [UInt8] { withUnsafeBytes(of: (UInt32(bitPattern: p) ^ 0x8000_0000).bigEndian) { Array($0) } }
+    static func unperiod(_ b: UnsafeRawBufferPointer, at o: Int) -> Int32 {
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(b[o + i]) }
+        return Int32(bitPattern: v ^ 0x8000_0000)
+    }
+
+    static func cellKey(_ k: CellKey) -> [UInt8] { Array(k.channel.utf8) + [0, k.gran] + period(k.period) }
+    static func distinctKey(_ k: DistinctKey) -> [UInt8] {
+        [k.kind, k.gran] + period(k.period) + Array(k.channel.utf8) + [0] + k.pid.be
+    }
+
+    private func cell(_ k: CellKey, _ tx: borrowing ReadTransaction) throws -> KPICell {
+        if let c = cells[k] { return c }
+        return try tx.withValue(cellsDB, key: Self.cellKey(k)) { try KPICell.decode($0) } ?? KPICell()
+    }
+
+    struct DayKey: Hashable { var channel: String; var day: Int }
+    /// Additive counters of the batch per (channel, day): rolled up into day, week and month
+    /// cells of the channel and of all channels once, at the end of the fold.
+    private var deltas: [DayKey: KPICell] = [:]
+
+    private func add(_ field: Int, _ v: Int64, day: Int, channels: [String], _ tx: borrowing ReadTransaction) throws {
+        deltas[DayKey(channel: channels[1], day: day), default: KPICell()][field] += v
+    }
+
+    private func rollUp(_ tx: borrowing ReadTransaction) throws {
+        for (k, d) in deltas {
+            for g in Granularity.allCases {
+                let p = Int32(g.period(ofDay: k.day))
+                for ch in ["", k.channel] {
+                    let key = CellKey(channel: ch, gran: g.rawValue, period: p)
+                    var c = try cell(key, tx)
+                    c += d
+                    cells[key] = c
+                }
+            }
+        }
+        deltas.removeAll(keepingCapacity: true)
+    }
+
+    private func exists(_ k: DistinctKey, _ tx: borrowing ReadTransaction) throws -> Bool {
+        if let known = knownKeys[k] { return known }
+        let e = try tx.withValue(keysDB, key: Self.distinctKey(k)) { _ in true } ?? false
+        knownKeys[k] = e
+        return e
+    }
+
+    /// Marks `k`; true when it is new.
+    private func mark(_ k: DistinctKey, _ tx: borrowing ReadTransaction) throws -> Bool {
+        if try exists(k, tx) { return false }
+        knownKeys[k] = true
+        newKeys.insert(k)
+        return true
+    }
+
+    /// Counts `pid` once per period and channel in `field` (distinct `kind`).
+    private func distinct(_ kind: UInt8, _ field: Int, _ pid: UInt64, day: Int, channels: [String], _ tx: borrowing ReadTransaction) throws {
+        // Keys are marked for every granularity and both channels at once: when the day's key
+        // for this channel exists, so do the others.
+        if try exists(DistinctKey(kind: kind, gran: Granularity.day.rawValue, period: Int32(day), channel: channels[1], pid: pid), tx) { return }
+        for g in Granularity.allCases {
+            let p = Int32(g.period(ofDay: day))
+            for ch in channels where try mark(DistinctKey(kind: kind, gran: g.rawValue, period: p, channel: ch, pid: pid), tx) {
+                let k = CellKey(channel: ch, gran: g.rawValue, period: p)
+                var c = try cell(k, tx)
+                c[field] += 1
+                cells[k] = c
+            }
+        }
+    }
+
+    private func customer(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> Customer? {
+        if let c = customers[pid] { return c }
+        let c: Customer? = try tx.withValue(customersDB, key: pid.be) { raw in
+            try raw.withMemoryRebound(to: UInt8.self) { b in
+                var r = BinaryReader(b)
+                return Customer(firstDay: Int32(try r.signedVarint()), channel: try r.string(), orders: try r.signedVarint())
+            }
+        }
+        customers[pid] = .some(c)
+        return c
+    }
+
+    // MARK: Folding
+
+    public func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure] {
+        let assignments = profiles.assignments
+        var ai = assignments.startIndex
+        var channels = ["", ""]
+        for e in events where e.type != .system {
+            let view = e.view
+            let day = Timestamp.day(e.timestamp)
+            let name = e.type == .track ? view["event"] : nil
+            if let name, name.isString("Marketing Spend") {
+                let props = view["properties"]
+                let ch = props?["channel"]?.stringValue ?? "unknown"
+                channels[1] = ch.isEmpty ? "unknown" : ch
+                try add(KPICell.spend, Money(amount: props?["amount"]?.doubleValue ?? 0), day: day, channels: channels, tx)
+                continue
+            }
+            while ai < assignments.endIndex && assignments[ai].seq < e.seq { ai += 1 }
+            guard ai < assignments.endIndex, assignments[ai].seq == e.seq else { continue }
+            let pid = assignments[ai].profile
+            let ch = view["channel"]?.stringValue ?? ""
+            channels[1] = ch.isEmpty ? "unknown" : ch
+            try distinct(0, KPICell.active, pid, day: day, channels: channels, tx)
+            try add(KPICell.events, 1, day: day, channels: channels, tx)
+            guard let name else { continue }
+            if name.isString("Order Completed") {
+                let props = view["properties"]
+                if let orderID = props?["order_id"]?.scalarText {
+                    if newOrders.contains(orderID) { continue }
+                    if try tx.withValue(ordersDB, key: Array(orderID.utf8), { _ in true }) == true { continue }
+                    newOrders.insert(orderID)
+                }
+                try order(pid, day: day, channels: channels, value: Money(amount: ProfileState.orderValue(props)), tx)
+            } else if name.isString("Order Refunded") {
+                let props = view["properties"]
+                try add(KPICell.refunds, 1, day: day, channels: channels, tx)
+                let amount = props?["total"]?.doubleValue ?? props?["revenue"]?.doubleValue ?? props?["amount"]?.doubleValue ?? 0
+                try add(KPICell.refundAmount, Money(amount: amount), day: day, channels: channels, tx)
+            } else if name.isString("Survey Responded") {
+                let props = view["properties"]
+                guard let score = props?["score"]?.intValue else { continue }
+                if props?["survey"]?.isString("nps") == true {
+                    try add(KPICell.npsN, 1, day: day, channels: channels, tx)
+                    if score >= 9 { try add(KPICell.npsPromoters, 1, day: day, channels: channels, tx) }
+                    if score <= 6 { try add(KPICell.npsDetractors, 1, day: day, channels: channels, tx) }
+                } else if props?["survey"]?.isString("csat") == true {
+                    try add(KPICell.csatN, 1, day: day, channels: channels, tx)
+                    try add(KPICell.csatSum, score, day: day, channels: channels, tx)
+                    if score >= 4 { try add(KPICell.csatSatisfied, 1, day: day, channels: channels, tx) }
+                }
+            }
+        }
+        for (absorbed, survivor) in profiles.merges { try merge(absorbed, into: survivor, tx) }
+        try rollUp(tx)
+        return []
+    }
+
+    private func order(_ pid: UInt64, day: Int, channels: [String], value: Int64, _ tx: borrowing ReadTransaction) throws {
+        try add(KPICell.orders, 1, day: day, channels: channels, tx)
+        try add(KPICell.revenue, value, day: day, channels: channels, tx)
+        // Retention: a customer ordering in month m for the first time is retained in m when
+        // they ordered in m − 1, and makes m + 1 retained when they already ordered then.
+        let month = Int32(Granularity.month.period(ofDay: day))
+        let firstThisMonth = try !exists(DistinctKey(kind: 1, gran: Granularity.month.rawValue, period: month, channel: "", pid: pid), tx)
+        try distinct(1, KPICell.ordering, pid, day: day, channels: channels, tx)
+        if firstThisMonth {
+            for (other, target) in [(month - 1, month), (month + 1, month + 1)] {
+                let k = DistinctKey(kind: 1, gran: Granularity.month.rawValue, period: other, channel: "", pid: pid)
+                if try exists(k, tx) {
+                    let ck = CellKey(channel: "", gran: Granularity.month.rawValue, period: target)
+                    var cell = try cell(ck, tx)
+                    cell[KPICell.retained] += 1
+                    cells[ck] = cell
+                }
+            }
+        }
+        var c = try customer(pid, tx)
+        if var existing = c {
+            if day > Int(existing.firstDay) { try distinct(2, KPICell.returning, pid, day: day, channels: channels, tx) }
+            if day < Int(existing.firstDay) {
+                // An earlier first order arrived late: the customer is new on that day instead.
+                try add(KPICell.newCustomers, -1, day: Int(existing.firstDay), channels: ["", existing.channel], tx)
+                try add(KPICell.newCustomers, 1, day: day, channels: channels, tx)
+                existing.firstDay = Int32(day)
+                existing.channel = channels[1]
+            }
+            existing.orders += 1
+            c = existing
+        } else {
+            try add(KPICell.newCustomers, 1, day: day, channels: channels, tx)
+            c = Customer(firstDay: Int32(day), channel: channels[1], orders: 1)
+        }
+        customers[pid] = .some(c)
+        let cohort = Int32(Granularity.month.period(ofDay: Int(c!.firstDay)))
+        if try mark(DistinctKey(kind: 3, gran: 0, period: cohort, channel: String(month), pid: pid), tx) {
+            let k = UInt64(UInt32(bitPattern: cohort) ^ 0x8000_0000) << 32 | UInt64(UInt32(bitPattern: month) ^ 0x8000_0000)
+            if let v = cohorts[k] { cohorts[k] = v + 1 } else {
+                let stored = try tx.withValue(cohortsDB, key: k.be) { $0.loadUnaligned(as: Int64.self) } ?? 0
+                cohorts[k] = stored + 1
+            }
+        }
+    }
+
+    private func merge(_ absorbed: UInt64, into survivor: UInt64, _ tx: borrowing ReadTransaction) throws {
+        guard let a = try customer(absorbed, tx) else { return }
+        customers[absorbed] = .some(nil)
+        guard var s = try customer(survivor, tx) else {
+            customers[survivor] = .some(a)
+            return
+        }
+        // One person, one new customer: the later first order is taken back.
+        let later = a.firstDay < s.firstDay ? s : a
+        try add(KPICell.newCustomers, -1, day: Int(later.firstDay), channels: ["", later.channel], tx)
+        if a.firstDay < s.firstDay { s.firstDay = a.firstDay; s.channel = a.channel }
+        s.orders += a.orders
+        customers[survivor] = .some(s)
+    }
+
+    // MARK: Writing
+
+    public func write(_ tx: borrowing WriteTransaction) throws {
+        for (k, c) in cells.sorted(by: { ($0.key.channel, $0.key.gran, $0.key.period) < ($1.key.channel, $1.key.gran, $1.key.period) }) {
+            try tx.put(cellsDB, key: Self.cellKey(k), value: c.encode())
+        }
+        // Sorted by fields (a deterministic order; the stored content does not depend on it).
+        for k in newKeys.sorted(by: { ($0.kind, $0.gran, $0.period, $0.channel, $0.pid) < ($1.kind, $1.gran, $1.period, $1.channel, $1.pid) }) {
+            try tx.put(keysDB, key: Self.distinctKey(k), value: [])
+        }
+        for (pid, c) in customers.sorted(by: { $0.key < $1.key }) {
+            if let c {
+                var w = ByteWriter(capacity: 24)
+                w.int(Int64(c.firstDay)); w.string(c.channel); w.int(c.orders)
+                try tx.put(customersDB, key: pid.be, value: w.bytes)
+            } else {
+                _ = try tx.delete(customersDB, key: pid.be)
+            }
+        }
+        for o in newOrders.sorted() { try tx.put(ordersDB, key: Array(o.utf8), value: []) }
+        for (k, v) in cohorts.sorted(by: { $0.key < $1.key }) {
+            try tx.put(cohortsDB, key: k.be, value: withUnsafeBytes(of: v) { Array($0) })
+        }
+    }
+}

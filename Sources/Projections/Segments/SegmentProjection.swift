@@ -1,0 +1,603 @@
+import EventLog
+import Foundation
+import JSONCore
+import LMDB
+
+/// Segment membership, maintained incrementally. Folds after `ProfileProjection` in the same
+/// batch and reads what it did (`assignments`, `merges`, pending profile states).
+///
+/// Databases:
+/// - `seg_defs`: key → definition (binary JSON: key, name, rule, builtin, seq, defined_at, version)
+/// - `seg_members`: key NUL pid BE → the logical time the profile entered
+/// - `seg_profiles`: pid BE → the profile's segments (sorted keys), its next due time and the
+///   order figures the global built-ins rank by
+/// - `seg_counters`: key NUL condition BE16 NUL pid BE → events counted for one event condition
+///   of one segment and profile (all-time or in-range count; timestamps still inside a `within` window)
+/// - `seg_schedule`: due BE (biased) ‖ pid BE → when the profile must be re-evaluated without a
+///   new event (someone leaves "last 30 days", enters "none in 90 days")
+/// - `seg_changes`: key NUL id BE → enter/exit (pid, enter, logical time). Ids grow: the batch's
+///   last seq << 24 | a counter.
+/// - `seg_events`: pid BE ‖ seq BE → time and body of each track event, to backfill the
+///   counters of a new or changed definition
+/// - `seg_meta`: `clock` (max event time folded), `tick` (last daily tick), `size/<key>`, `updated/<key>`
+///
+/// Time is event time: the logical clock is the max timestamp folded so far (system events
+/// excluded). Evaluation happens at the end of each batch for every profile the batch touched,
+/// every profile whose due time passed, and (on a definition event) every profile. Final
+/// memberships are a function of the log; the change feed records transitions as observed
+/// at batch ends.
+public final class SegmentProjection: Projection, @unchecked Sendable {
+    public static let projectionName = "segments"
+    public var name: String { Self.projectionName }
+    public let version = 1
+    public var configurationDigest: String { "builtins-1" }
+    public let databaseNames = ["seg_defs", "seg_members", "seg_profiles", "seg_counters", "seg_schedule", "seg_changes", "seg_events", "seg_meta"]
+
+    let profiles: ProfileProjection
+    var defsDB: Database!
+    var membersDB: Database!
+    var profilesDB: Database!
+    var countersDB: Database!
+    var scheduleDB: Database!
+    var changesDB: Database!
+    var eventsDB: Database!
+    var metaDB: Database!
+
+    init(profiles: ProfileProjection) { self.profiles = profiles }
+
+    public func open(_ environment: Environment) throws {
+        defsDB = try environment.openDatabase("seg_defs")
+        membersDB = try environment.openDatabase("seg_members")
+        profilesDB = try environment.openDatabase("seg_profiles")
+        countersDB = try environment.openDatabase("seg_counters")
+        scheduleDB = try environment.openDatabase("seg_schedule")
+        changesDB = try environment.openDatabase("seg_changes")
+        eventsDB = try environment.openDatabase("seg_events")
+        metaDB = try environment.openDatabase("seg_meta")
+    }
+
+    // MARK: Pending changes
+
+    struct CounterKey: Hashable { var key: String; var index: Int; var pid: UInt64 }
+    struct Counter: Equatable { var total: Int64 = 0; var times: [Micros] = [] }
+    struct ProfileRecord: Equatable {
+        var segments: [String] = []   // sorted
+        var due: Micros = .max
+        var orders: Int64 = 0
+        var revenue: Int64 = 0
+        var lastOrderAt: Micros = .min
+    }
+
+    private var defs: [String: SegmentDefinition] = [:]
+    private var order: [String] = []
+    private var eventIndex: [String: [(String, EventCondition)]] = [:]
+    private var clock: Micros = .min
+    private var tick: Int64 = .min
+    private var counter: UInt64 = 0
+
+    private var newDefs: [String: SegmentDefinition] = [:]
+    private var redefined: Set<String> = []
+    private var counters: [CounterKey: Counter?] = [:]
+    private var dirty: Set<CounterKey> = []
+    private var records: [UInt64: ProfileRecord?] = [:]
+    private var members: [[UInt8]: Micros?] = [:]
+    private var scheduleAdds: [UInt64: Micros] = [:]
+    private var scheduleDeletes: [(Micros, UInt64)] = []
+    private var changes: [([UInt8], [UInt8])] = []
+    private var eventAdds: [(UInt64, UInt64, Micros, [UInt8])] = []
+    private var sizeDelta: [String: Int64] = [:]
+    private var updated: [String: Micros] = [:]
+    private var metaDirty = false
+    private var lastSeq: UInt64 = 0
+
+    public func reset() {
+        defs = [:]; order = []; eventIndex = [:]
+        newDefs = [:]; redefined = []
+        counters.removeAll(keepingCapacity: true)
+        dirty.removeAll(keepingCapacity: true)
+        records.removeAll(keepingCapacity: true)
+        members.removeAll(keepingCapacity: true)
+        scheduleAdds.removeAll(keepingCapacity: true)
+        scheduleDeletes.removeAll(keepingCapacity: true)
+        changes.removeAll(keepingCapacity: true)
+        eventAdds.removeAll(keepingCapacity: true)
+        sizeDelta = [:]; updated = [:]
+        metaDirty = false
+        counter = 0
+    }
+
+    // MARK: Folding
+
+    public func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure] {
+        var failures: [ProjectionFailure] = []
+        try loadDefinitions(tx)
+        clock = try metaInt(tx, "clock") ?? .min
+        tick = try metaInt(tx, "tick") ?? .min
+        lastSeq = events.last?.seq ?? 0
+        let startClock = clock
+
+        var touched: Set<UInt64> = []
+        let assignments = profiles.assignments
+        var ai = assignments.startIndex
+        for e in events {
+            if e.type == .system {
+                if let f = systemEvent(e) { failures.append(ProjectionFailure(projection: name, seq: e.seq, error: f)) }
+                continue
+            }
+            while ai < assignments.endIndex && assignments[ai].seq < e.seq { ai += 1 }
+            guard ai < assignments.endIndex, assignments[ai].seq == e.seq else { continue }
+            let pid = assignments[ai].profile
+            if e.timestamp > clock { clock = e.timestamp }
+            touched.insert(pid)
+            guard e.type == .track else { continue }
+            let view = e.view
+            eventAdds.append((pid, e.seq, e.timestamp, e.payload))
+            guard !eventIndex.isEmpty, let name = view["event"]?.stringValue, let conds = eventIndex[name] else { continue }
+            for (key, c) in conds where !redefined.contains(key) && c.matches(view) {
+                try count(CounterKey(key: key, index: c.index, pid: pid), c, e.timestamp, tx)
+            }
+        }
+
+        // Merges: the absorbed profile's counters move to the survivor; it leaves every segment.
+        for (absorbed, survivor) in profiles.merges {
+            for key in order where !redefined.contains(key) {
+                for c in defs[key]!.rule.eventConditions {
+                    let from = CounterKey(key: key, index: c.index, pid: absorbed)
+                    guard let a = try loadCounter(from, tx) else { continue }
+                    let to = CounterKey(key: key, index: c.index, pid: survivor)
+                    var s = try loadCounter(to, tx) ?? Counter()
+                    s.total += a.total
+                    s.times = (s.times + a.times).sorted()
+                    counters[to] = s
+                    counters[from] = .some(nil)
+                    dirty.insert(to); dirty.insert(from)
+                }
+            }
+            try drop(absorbed, tx)
+            touched.remove(absorbed)
+            touched.insert(survivor)
+        }
+
+        // Erased customers leave every segment (the change feed records the exit).
+        for pid in profiles.erasures {
+            try drop(pid, tx)
+            touched.remove(pid)
+        }
+
+        // Definitions new in this batch: rebuild their counters from the indexed events, and
+        // evaluate everyone.
+        var everyone = false
+        if !redefined.isEmpty {
+            try backfill(tx)
+            everyone = true
+        }
+        if clock > startClock || everyone { metaDirty = true }
+
+        // Due times the clock passed.
+        if clock != .min {
+            try tx.scan(scheduleDB) { k, _ in
+                guard k.count == 16 else { return true }
+                let due = Micros(bitPattern: UInt64(bigEndianBytes: k, at: 0) ^ (1 << 63))
+                guard due <= clock else { return false }
+                let pid = UInt64(bigEndianBytes: k, at: 8)
+                touched.insert(pid)
+                return true
+            }
+        }
+
+        var pids: [UInt64]
+        if everyone {
+            var all: Set<UInt64> = touched
+            try tx.scan(profiles.profiles) { k, _ in all.insert(UInt64(nativeKey: k)); return true }
+            for a in assignments { all.insert(a.profile) }
+            pids = all.sorted()
+        } else {
+            pids = touched.sorted()
+        }
+        for pid in pids { try evaluate(pid, tx) }
+
+        // The daily tick: global built-ins (VIP, RFM) rank every customer with orders.
+        if clock != .min {
+            let day = Int64(Timestamp.day(clock))
+            if day > tick || everyone {
+                try globalTick(tx)
+                tick = day
+                metaDirty = true
+            }
+        }
+        return failures
+    }
+
+    private func systemEvent(_ e: Event) -> String? {
+        let v = e.view
+        guard v["event"]?.isString("Segment Defined") == true else { return nil }
+        guard let props = v["properties"]?.json, let key = props["key"]?.stringValue else { return "a Segment Defined event without properties.key" }
+        var refs: [String: [String]] = [:]
+        for (k, d) in defs where !d.builtin { refs[k] = d.rule.references }
+        let body: JSON = .object([("name", props["name"] ?? .string(key)), ("rule", props["rule"] ?? .null)])
+        do {
+            let valid = try SegmentValidation.validate(key: key, body: body, existing: refs)
+            let rule = try RuleParser.parse(valid["rule"]!)
+            let previous = defs[key]
+            let d = SegmentDefinition(key: key, name: valid["name"]?.stringValue ?? key, ruleJSON: valid["rule"]!, rule: rule,
+                                      builtin: false, seq: e.seq, definedAt: e.timestamp, version: (previous?.version ?? 0) + 1)
+            defs[key] = d
+            newDefs[key] = d
+            redefined.insert(key)
+            rebuildOrder()
+            return nil
+        } catch {
+            return "segment \(key): \(error)"
+        }
+    }
+
+    // MARK: Definitions
+
+    private func loadDefinitions(_ tx: borrowing ReadTransaction) throws {
+        defs = [:]
+        try tx.scan(defsDB) { _, v in
+            let d = try SegmentDefinition.decode(v)
+            defs[d.key] = d
+            return true
+        }
+        if defs.isEmpty {
+            for d in BuiltinSegments.all {
+                defs[d.key] = d
+                newDefs[d.key] = d
+                redefined.insert(d.key)
+            }
+        }
+        rebuildOrder()
+    }
+
+    /// Keys in evaluation order: every segment after the ones it refers to; ties by key.
+    private func rebuildOrder() {
+        var out: [String] = []
+        var state: [String: Int] = [:]
+        func visit(_ k: String) {
+            guard state[k] == nil, let d = defs[k] else { return }
+            state[k] = 1
+            for r in d.rule.references.sorted() { visit(r) }
+            state[k] = 2
+            out.append(k)
+        }
+        for k in defs.keys.sorted() { visit(k) }
+        order = out
+        eventIndex = [:]
+        for k in order {
+            for c in defs[k]!.rule.eventConditions { eventIndex[c.name, default: []].append((k, c)) }
+        }
+    }
+
+    // MARK: Counters
+
+    private func counterKeyBytes(_ k: CounterKey) -> [UInt8] {
+        Array(k.key.utf8) + [0, UInt8(k.index >> 8), UInt8(k.index & 0xFF), 0] + k.pid.be
+    }
+
+    private func loadCounter(_ k: CounterKey, _ tx: borrowing ReadTransaction) throws -> Counter? {
+        if let c = counters[k] { return c }
+        if redefined.contains(k.key) { return nil }
+        let c: Counter? = try tx.withValue(countersDB, key: counterKeyBytes(k)) { raw in
+            try raw.withMemoryRebound(to: UInt8.self) { b in
+                var r = BinaryReader(b)
+                var c = Counter(total: try r.signedVarint())
+                for _ in 0..<(try r.varint()) { c.times.append(try r.signedVarint()) }
+                return c
+            }
+        }
+        counters[k] = .some(c)
+        return c
+    }
+
+    private func count(_ k: CounterKey, _ c: EventCondition, _ t: Micros, _ tx: borrowing ReadTransaction) throws {
+        var v = try loadCounter(k, tx) ?? Counter()
+        switch c.window {
+        case .all: v.total += 1
+        case .between(let a, let b): if t >= a && t <= b { v.total += 1 }
+        case .within:
+            v.total += 1
+            let i = v.times.partitioningIndex { $0 > t }
+            v.times.insert(t, at: i)
+        }
+        counters[k] = v
+        dirty.insert(k)
+    }
+
+    /// Rebuilds the counters of the definitions in `redefined` from `seg_events`.
+    private func backfill(_ tx: borrowing ReadTransaction) throws {
+        // Whatever this batch counted for them before their definition event is counted again below.
+        for k in counters.keys where redefined.contains(k.key) { counters[k] = nil }
+        dirty = dirty.filter { !redefined.contains($0.key) }
+        var conds: [String: [(String, EventCondition)]] = [:]
+        for key in redefined.sorted() {
+            for c in defs[key]?.rule.eventConditions ?? [] { conds[c.name, default: []].append((key, c)) }
+        }
+        // Which live profile an indexed event belongs to now.
+        var batchMerged: [UInt64: UInt64] = [:]
+        for (a, s) in profiles.merges { batchMerged[a] = s }
+        var cache: [UInt64: UInt64] = [:]
+        func live(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> UInt64 {
+            if let l = cache[pid] { return l }
+            var p = try tx.withValue(profiles.merged, key: pid.nativeKey) { UInt64(nativeKey: $0) } ?? pid
+            var hops = 0
+            while let next = batchMerged[p], hops < 64 { p = next; hops += 1 }
+            cache[pid] = p
+            return p
+        }
+        guard !conds.isEmpty else { return }
+        func consider(_ pid: UInt64, _ t: Micros, _ payload: [UInt8], _ tx: borrowing ReadTransaction) throws {
+            let view = JSONView(bytes: payload)
+            guard let name = view["event"]?.stringValue, let list = conds[name] else { return }
+            let owner = try live(pid, tx)
+            for (key, c) in list where c.matches(view) {
+                let k = CounterKey(key: key, index: c.index, pid: owner)
+                var v = counters[k].flatMap { $0 } ?? Counter()
+                switch c.window {
+                case .all: v.total += 1
+                case .between(let a, let b): if t >= a && t <= b { v.total += 1 }
+                case .within(let d):
+                    v.total += 1
+                    if t > clock - d { v.times.insert(t, at: v.times.partitioningIndex { $0 > t }) }
+                }
+                counters[k] = v
+                dirty.insert(k)
+            }
+        }
+        // Scan in chunks so the closure never needs the transaction.
+        var from: [UInt8]? = nil
+        var done = false
+        while !done {
+            var chunk: [(UInt64, UInt64, Micros, [UInt8])] = []
+            try tx.scan(eventsDB, from: from) { k, v in
+                guard k.count == 16 else { return true }
+                let pid = UInt64(bigEndianBytes: k, at: 0), seq = UInt64(bigEndianBytes: k, at: 8)
+                if let f = from, Array(k) == f { return true }
+                let (t, body) = try Self.decodeEvent(v)
+                chunk.append((pid, seq, t, body))
+                return chunk.count < 4096
+            }
+            if chunk.count < 4096 { done = true }
+            if let last = chunk.last { from = last.0.be + last.1.be }
+            for (pid, _, t, body) in chunk { try consider(pid, t, body, tx) }
+        }
+        for (pid, _, t, body) in eventAdds { try consider(pid, t, body, tx) }
+    }
+
+    static func decodeEvent(_ v: UnsafeRawBufferPointer) throws -> (Micros, [UInt8]) {
+        try v.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            let t = try r.signedVarint()
+            return (t, Array(b[r.offset...]))
+        }
+    }
+
+    // MARK: Profiles
+
+    private func recordKey(_ pid: UInt64) -> [UInt8] { pid.be }
+
+    private func loadRecord(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileRecord? {
+        if let r = records[pid] { return r }
+        let r: ProfileRecord? = try tx.withValue(profilesDB, key: pid.be) { raw in try Self.decodeRecord(raw) }
+        records[pid] = .some(r)
+        return r
+    }
+
+    static func decodeRecord(_ raw: UnsafeRawBufferPointer) throws -> ProfileRecord {
+        try raw.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            var rec = ProfileRecord()
+            for _ in 0..<(try r.varint()) { rec.segments.append(try r.string()) }
+            rec.due = try r.signedVarint()
+            rec.orders = try r.signedVarint()
+            rec.revenue = try r.signedVarint()
+            rec.lastOrderAt = try r.signedVarint()
+            return rec
+        }
+    }
+
+    static func encodeRecord(_ rec: ProfileRecord) -> [UInt8] {
+        var w = ByteWriter(capacity: 64)
+        w.uint(UInt64(rec.segments.count)); for s in rec.segments { w.string(s) }
+        w.int(rec.due); w.int(rec.orders); w.int(rec.revenue); w.int(rec.lastOrderAt)
+        return w.bytes
+    }
+
+    static func memberKey(_ key: String, _ pid: UInt64) -> [UInt8] { Array(key.utf8) + [0] + pid.be }
+
+    private func enter(_ key: String, _ pid: UInt64) {
+        members[Self.memberKey(key, pid)] = .some(clock)
+        sizeDelta[key, default: 0] += 1
+        change(key, pid, enter: true)
+    }
+
+    private func exit(_ key: String, _ pid: UInt64) {
+        members[Self.memberKey(key, pid)] = .some(nil)
+        sizeDelta[key, default: 0] -= 1
+        change(key, pid, enter: false)
+    }
+
+    private func change(_ key: String, _ pid: UInt64, enter: Bool) {
+        counter += 1
+        let id = lastSeq << 24 | (counter & 0xFF_FFFF)
+        var w = ByteWriter(capacity: 24)
+        w.uint(pid); w.byte(enter ? 1 : 0); w.int(clock)
+        changes.append((Array(key.utf8) + [0] + id.be, w.bytes))
+        updated[key] = clock
+    }
+
+    private func setDue(_ pid: UInt64, old: Micros, new: Micros) {
+        guard old != new else { return }
+        if old != .max { scheduleDeletes.append((old, pid)) }
+        if new != .max { scheduleAdds[pid] = new } else { scheduleAdds[pid] = nil }
+    }
+
+    /// A profile that no longer exists (merged away, erased): leaves every segment.
+    private func drop(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws {
+        guard let rec = try loadRecord(pid, tx) else { return }
+        for key in rec.segments { exit(key, pid) }
+        setDue(pid, old: rec.due, new: .max)
+        records[pid] = .some(nil)
+    }
+
+    /// Re-evaluates every non-global segment for `pid` at the current clock.
+    private func evaluate(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws {
+        guard let state = try profiles.state(pid, tx) else {
+            try drop(pid, tx)
+            return
+        }
+        let old = try loadRecord(pid, tx) ?? ProfileRecord()
+        // Counters this profile's rules read, loaded up front (the closures cannot hold the transaction).
+        var loaded: [String: [Int: Counter]] = [:]
+        for key in order {
+            let conds = defs[key]!.rule.eventConditions
+            guard !conds.isEmpty else { continue }
+            var m: [Int: Counter] = [:]
+            for c in conds { if let v = try loadCounter(CounterKey(key: key, index: c.index, pid: pid), tx) { m[c.index] = v } }
+            loaded[key] = m
+        }
+        var now: Set<String> = []
+        for k in old.segments where defs[k]?.rule.isGlobal == true { now.insert(k) }
+        var due = Micros.max
+        for key in order {
+            let d = defs[key]!
+            if d.rule.isGlobal { continue }
+            let m = loaded[key] ?? [:]
+            let current = now
+            var ctx = EvalContext(now: clock, state: state,
+                                  counter: { i in m[i].map { ($0.total, $0.times) } ?? (0, []) },
+                                  isMember: { current.contains($0) })
+            if RuleEvaluator.evaluate(d.rule, &ctx) { now.insert(key) }
+            due = min(due, ctx.due)
+        }
+        var rec = old
+        rec.segments = now.sorted()
+        for k in rec.segments where !old.segments.contains(k) { enter(k, pid) }
+        for k in old.segments where !now.contains(k) { exit(k, pid) }
+        setDue(pid, old: old.due, new: due)
+        rec.due = due
+        rec.orders = state.orderCount
+        rec.revenue = state.revenue
+        rec.lastOrderAt = state.lastOrderAt ?? .min
+        if rec != old || records[pid] == nil { records[pid] = .some(rec) }
+    }
+
+    // MARK: Global built-ins
+
+    /// Ranks every customer with orders: VIP = the top 10 % by revenue (CLV); RFM scores 1–5
+    /// by quintile of recency, frequency and monetary value; ties broken by profile id.
+    private func globalTick(_ tx: borrowing ReadTransaction) throws {
+        var rows: [(pid: UInt64, rec: ProfileRecord)] = []
+        try tx.scan(profilesDB) { k, v in
+            guard k.count == 8 else { return true }
+            let pid = UInt64(bigEndianBytes: k, at: 0)
+            if records[pid] == nil { rows.append((pid, try Self.decodeRecord(v))) }
+            return true
+        }
+        for (pid, r) in records { if let r { rows.append((pid, r)) } }
+        let customers = rows.filter { $0.rec.orders > 0 }.sorted { $0.pid < $1.pid }
+        let n = customers.count
+        var target: [UInt64: Set<String>] = [:]
+        if n > 0 {
+            let vipCount = (n + 9) / 10
+            let byValue = customers.sorted { $0.rec.revenue != $1.rec.revenue ? $0.rec.revenue > $1.rec.revenue : $0.pid < $1.pid }
+            for c in byValue.prefix(vipCount) { target[c.pid, default: []].insert("vip") }
+            func scores(_ less: (ProfileRecord, ProfileRecord) -> Bool) -> [UInt64: Int] {
+                let sorted = customers.sorted { less($0.rec, $1.rec) || (!less($1.rec, $0.rec) && $0.pid < $1.pid) }
+                var out: [UInt64: Int] = [:]
+                for (i, c) in sorted.enumerated() { out[c.pid] = 1 + i * 5 / n }
+                return out
+            }
+            let r = scores { $0.lastOrderAt < $1.lastOrderAt }
+            let f = scores { $0.orders < $1.orders }
+            let m = scores { $0.revenue < $1.revenue }
+            for c in customers {
+                target[c.pid, default: []].insert(BuiltinSegments.rfmGroup(r: r[c.pid]!, f: f[c.pid]!, m: m[c.pid]!))
+            }
+        }
+        let globals = Set(order.filter { defs[$0]!.rule.isGlobal })
+        for (pid, rec0) in rows.sorted(by: { $0.pid < $1.pid }) {
+            let want = target[pid] ?? []
+            let have = Set(rec0.segments.filter { globals.contains($0) })
+            guard want != have else { continue }
+            var rec = rec0
+            for k in want.subtracting(have).sorted() { enter(k, pid) }
+            for k in have.subtracting(want).sorted() { exit(k, pid) }
+            rec.segments = Set(rec.segments.filter { !globals.contains($0) }).union(want).sorted()
+            records[pid] = .some(rec)
+            // Segments that refer to a global one follow it.
+            if order.contains(where: { k in defs[k]!.rule.references.contains { globals.contains($0) } }) {
+                try evaluate(pid, tx)
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    private func metaInt(_ tx: borrowing ReadTransaction, _ key: String) throws -> Int64? {
+        try tx.withValue(metaDB, key: Array(key.utf8)) { $0.loadUnaligned(as: Int64.self) }
+    }
+
+    private static func int64Bytes(_ v: Int64) -> [UInt8] { withUnsafeBytes(of: v) { Array($0) } }
+
+    public func write(_ tx: borrowing WriteTransaction) throws {
+        for (key, d) in newDefs.sorted(by: { $0.key < $1.key }) {
+            try tx.put(defsDB, key: Array(key.utf8), value: d.encode())
+        }
+        // Counters of (re)defined segments are rebuilt whole.
+        for key in redefined.sorted() {
+            let prefix = Array(key.utf8) + [0]
+            var doomed: [[UInt8]] = []
+            try tx.scan(countersDB, from: prefix) { k, _ in
+                guard k.count > prefix.count, Array(k.prefix(prefix.count)) == prefix else { return false }
+                doomed.append(Array(k))
+                return true
+            }
+            for k in doomed { _ = try tx.delete(countersDB, key: k) }
+        }
+        for k in dirty.sorted(by: { ($0.key, $0.index, $0.pid) < ($1.key, $1.index, $1.pid) }) {
+            let key = counterKeyBytes(k)
+            guard let v = counters[k] ?? nil else {
+                _ = try tx.delete(countersDB, key: key)
+                continue
+            }
+            var w = ByteWriter(capacity: 16)
+            var kept: [Micros] = []
+            if let c = defs[k.key]?.rule.eventConditions.first(where: { $0.index == k.index }) {
+                kept = v.times.filter { c.keeps($0, now: clock) }
+            }
+            w.int(v.total)
+            w.uint(UInt64(kept.count)); for t in kept { w.int(t) }
+            try tx.put(countersDB, key: key, value: w.bytes)
+        }
+        for (pid, rec) in records.sorted(by: { $0.key < $1.key }) {
+            if let rec { try tx.put(profilesDB, key: pid.be, value: Self.encodeRecord(rec)) } else { _ = try tx.delete(profilesDB, key: pid.be) }
+        }
+        for (k, v) in members.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            if let v { var w = ByteWriter(capacity: 10); w.int(v); try tx.put(membersDB, key: k, value: w.bytes) } else { _ = try tx.delete(membersDB, key: k) }
+        }
+        for (due, pid) in scheduleDeletes { _ = try tx.delete(scheduleDB, key: Self.scheduleKey(due, pid)) }
+        for (pid, due) in scheduleAdds.sorted(by: { $0.key < $1.key }) { try tx.put(scheduleDB, key: Self.scheduleKey(due, pid), value: []) }
+        for (k, v) in changes { try tx.put(changesDB, key: k, value: v) }
+        for (pid, seq, t, body) in eventAdds {
+            var w = ByteWriter(capacity: body.count + 10)
+            w.int(t)
+            w.bytes.append(contentsOf: body)
+            try tx.put(eventsDB, key: pid.be + seq.be, value: w.bytes)
+        }
+        for (key, d) in sizeDelta.sorted(by: { $0.key < $1.key }) where d != 0 {
+            let k = Array("size/\(key)".utf8)
+            let old = try tx.withValue(metaDB, key: k) { $0.loadUnaligned(as: Int64.self) } ?? 0
+            try tx.put(metaDB, key: k, value: Self.int64Bytes(old + d))
+        }
+        for (key, t) in updated.sorted(by: { $0.key < $1.key }) {
+            try tx.put(metaDB, key: Array("updated/\(key)".utf8), value: Self.int64Bytes(t))
+        }
+        if metaDirty {
+            try tx.put(metaDB, key: Array("clock".utf8), value: Self.int64Bytes(clock))
+            try tx.put(metaDB, key: Array("tick".utf8), value: Self.int64Bytes(tick))
+        }
+    }
+
+    static func scheduleKey(_ due: Micros, _ pid: UInt64) -> [UInt8] { (UInt64(bitPattern: due) ^ (1 << 63)).be + pid.be }
+}
