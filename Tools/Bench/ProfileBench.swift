@@ -35,8 +35,8 @@ struct ProfileBench: ParsableCommand {
 
         // 1. Fold: every event into empty views (identity resolution + all computed traits).
         let store = ViewStore(dataDirectory: scratch)
-        let g = try store.open("g000001", set: ProjectionSet())
-        try store.setCurrent("g000001")
+        // Profiles alone (identity + computed traits); segments and KPIs: `touchstone-bench segments`.
+        let g = try ViewGeneration(name: "profiles-only", path: store.path("profiles-only"), projections: ProjectionSet().make([ProfileProjection.projectionName]))
         let runner = try ProjectionRunner(log: log, generation: g)
         let rssBefore = peakRSS()
         let (folded, foldSeconds) = try timed { try runner.catchUp() }
@@ -44,7 +44,13 @@ struct ProfileBench: ParsableCommand {
         let foldRate = Double(folded) / foldSeconds
         let reader = try ProfileReader(g)
         let profiles = try reader.count()
-        say("fold: \(folded) events in \(fmt(foldSeconds, 2)) s = \(fmt(foldRate)) events/s; \(profiles) profiles; VmHWM \(rssBefore >> 20) → \(peakRSS() >> 20) MiB")
+        say("fold, profiles alone: \(folded) events in \(fmt(foldSeconds, 2)) s = \(fmt(foldRate)) events/s; \(profiles) profiles; VmHWM \(rssBefore >> 20) → \(peakRSS() >> 20) MiB")
+        // Every projection (profiles, segments, KPIs) into the generation the server will serve.
+        let all = try store.open("g000001", set: ProjectionSet())
+        try store.setCurrent("g000001")
+        let (allFolded, allSeconds) = try timed { try ProjectionRunner(log: log, generation: all).catchUp() }
+        try all.sync()
+        say("fold, all projections: \(allFolded) events in \(fmt(allSeconds, 2)) s = \(fmt(Double(allFolded) / allSeconds)) events/s")
 
         // The customers to look up: user ids the fold resolved.
         var distinct: Set<String> = []
@@ -144,6 +150,7 @@ struct ProfileBench: ParsableCommand {
         | profiles, \(folded) events | Touchstone | PostgreSQL | ratio |
         |---|---:|---:|---:|
         | fold (identity + all computed traits), events/s | \(fmt(foldRate)) | — | — |
+        | fold with segments + KPIs too, events/s | \(fmt(Double(allFolded) / allSeconds)) | — | — |
         | lookup in-process p50 / p99 | \(us(50)) / \(us(99)) µs | — | — |
         | lookup over HTTP, \(clients) clients, req/s | \(fmt(Double(http.requests) / http.seconds)) | \(pgRate.map { fmt($0) } ?? "—") | \(pgRate.map { fmt(Double(http.requests) / http.seconds / $0, 2) + "×" } ?? "—") |
         | lookup over HTTP p99 | \(fmt(http.ms(99), 2)) ms | — | — |

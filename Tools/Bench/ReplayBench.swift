@@ -18,7 +18,7 @@ struct ReplayBench: ParsableCommand {
     @Option(help: "Without --data or --input: generate this many customers with touchstone-datagen.") var customers = 20_000
     @Option(help: "The datagen seed.") var seed = 1
     @Option(help: "Scratch directory (removed afterwards).") var scratch = NSTemporaryDirectory() + "touchstone-bench-replay"
-    @Option(name: .customLong("batch-size"), help: "Events per fold transaction.") var batchSize = 8192
+    @Option(name: .customLong("batch-size"), help: "Events per fold transaction.") var batchSize = 32768
     @Option(help: "Rebuilds to run (the best and the median are reported).") var runs = 1
 
     func run() throws {
