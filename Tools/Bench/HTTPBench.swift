@@ -62,7 +62,7 @@ struct HTTPBench: ParsableCommand {
             rows.append(r.row("batches of \(batchSize)", connections))
             if let probe {
                 let h = probe.stop()
-                lagLine = "commit-to-visible under the batch load (\(h.totalCount) probes): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms"
+                lagLine = "commit-to-visible under the batch load (\(h.totalCount) probes, \(probe.failures) failed\(probe.firstFailure.map { ": first " + $0 } ?? "")): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms"
             }
         }
         if mode == "track" || mode == "both" {
@@ -91,6 +91,15 @@ final class LagProbe: @unchecked Sendable {
     private var running = true
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     private var thread: Thread?
+    private(set) var failures = 0
+    private(set) var firstFailure: String?
+
+    private func fail(_ why: String) {
+        lock.withLock {
+            failures += 1
+            if firstFailure == nil { firstFailure = why }
+        }
+    }
 
     init(port: Int, writeAuth: String, readKey: String) {
         self.port = port
@@ -108,11 +117,21 @@ final class LagProbe: @unchecked Sendable {
                 let user = "lag-probe-\(getpid())-\(n)"
                 let body = Array(#"{"userId":"\#(user)","event":"Lag Probe"}"#.utf8)
                 let post = Array("POST /v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(writeAuth)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
-                guard let (status, reply) = try? socket.roundTripBody(post), status == 200,
-                      let seq = (try? JSON.parse(reply))?["seq"]?.intValue else { continue }
+                let posted = Result { try socket.roundTripBody(post) }
+                guard case .success(let (status, reply)) = posted, status == 200,
+                      let seq = (try? JSON.parse(reply))?["seq"]?.intValue else {
+                    fail("track: \(posted.map { "\($0.0) \(String(decoding: $0.1.prefix(200), as: UTF8.self))" })")
+                    usleep(20_000)
+                    continue
+                }
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let get = Array("GET /v1/profiles/user_id:\(user)?min_seq=\(seq) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(readKey)\r\n\r\n".utf8)
-                guard let (s2, _) = try? socket.roundTripBody(get), s2 == 200 else { continue }
+                let got = Result { try socket.roundTripBody(get) }
+                guard case .success(let (s2, _)) = got, s2 == 200 else {
+                    fail("profile: \(got.map { "\($0.0) \(String(decoding: $0.1.prefix(200), as: UTF8.self))" })")
+                    usleep(20_000)
+                    continue
+                }
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 lock.withLock { _ = histogram.record((t1 - t0) / 1000) }
                 usleep(20_000)
@@ -310,7 +329,7 @@ final class BlockingSocket {
                 headerEnd = e
                 let head = String(decoding: buffer[0..<e], as: UTF8.self).lowercased()
                 if let r = head.range(of: "content-length:") {
-                    contentLength = Int(head[r.upperBound...].prefix { $0 != "\r" }.trimmingCharacters(in: .whitespaces)) ?? 0
+                    contentLength = Int(head[r.upperBound...].prefix { $0 == " " || $0.isNumber }.trimmingCharacters(in: .whitespaces)) ?? 0  // "\r\n" is one Character
                 }
             }
             if headerEnd >= 0 && have >= headerEnd + 4 + contentLength {

@@ -55,7 +55,7 @@ struct ProfileBench: ParsableCommand {
         // The customers to look up: user ids the fold resolved.
         var distinct: Set<String> = []
         try log.forEach { e in
-            if let u = e.userId, u.hasPrefix("u") { distinct.insert(u) }
+            if let u = e.userId, u.hasPrefix("u"), u.dropFirst().allSatisfy(\.isNumber) { distinct.insert(u) }  // not the junk "undefined"
             return true
         }
         let users = distinct.sorted()
