@@ -114,8 +114,10 @@ struct CompactCommand: ParsableCommand {
         Physical deletion: events naming a suppressed identifier (and dead letters mentioning one) are left out, \
         zstd dictionaries holding an erased identifier are replaced, every other event keeps its seq. Events \
         older than their retention period are dropped too (--retention TYPE=DURATION, repeatable, or the \
-        `retention` object of --config: {"page": "365d", "Product Viewed": "90d"}). The views are then rebuilt \
-        into a fresh generation and the old ones removed, so no file keeps a trace. Stop `touchstone serve` first.
+        `retention` object of --config: {"page": "365d", "Product Viewed": "90d"}). The views first fold \
+        everything, then are copied live pages only into a fresh generation (they keep the aggregates of \
+        what expired; a later replay will not have them) and the old files are removed, so no file keeps a \
+        trace of an erased customer. Stop `touchstone serve` first.
         """)
     @OptionGroup var options: DataOptions
     @Option(help: "A configuration file with a `retention` object (and the identity rules).") var config: String?
@@ -143,6 +145,9 @@ struct CompactCommand: ParsableCommand {
         }
         let log = try options.openExistingLog()
         let before = log.lastSeq
+        // The views fold everything first, so what retention drops from the log stays in their
+        // aggregates (KPIs, profiles' counts).
+        try LiveViews(dataDirectory: options.data, log: log, set: nil).catchUp()
         let suppression = try log.suppressionSnapshot()
         var plan = CompactionPlan()
         plan.retention = rules
@@ -166,24 +171,26 @@ struct CompactCommand: ParsableCommand {
         let report = try log.compact(into: staging, plan: plan)
         try EventLog.replace(options.logPath, with: staging)
 
-        // The views: rebuilt from the compacted log into a fresh generation; old ones removed.
+        // The views keep their aggregates: the live generation is copied with LMDB's compacting
+        // copy (live pages only — nothing an erasure freed), made live, and the old files removed.
         let compacted = try options.openExistingLog()
         let check = try compacted.verify()
         let store = ViewStore(dataDirectory: options.data)
-        let set = try store.current().flatMap { try? LiveViews.storedRules(store, $0) }.map { ProjectionSet(rules: $0) } ?? ProjectionSet()
-        let name = store.nextName()
-        let g = try store.open(name, set: set)
-        try g.setMetaValue("config/identity", String(decoding: set.rules.json.jsonBytes(), as: UTF8.self))
-        let folded = try ProjectionRunner(log: compacted, generation: g).catchUp()
-        try g.sync()
-        try store.setCurrent(name)
-        for old in store.generations() where old != name { try? FileManager.default.removeItem(atPath: store.path(old)) }
+        var name = "none"
+        if let live = store.current(), store.exists(live) {
+            name = store.nextName()
+            let source = try store.open(live, set: ProjectionSet())
+            try FileManager.default.createDirectory(atPath: store.path(name), withIntermediateDirectories: true)
+            try source.environment.backup(to: store.path(name), compact: true)
+            try store.setCurrent(name)
+            for old in store.generations() where old != name { try? FileManager.default.removeItem(atPath: store.path(old)) }
+        }
         try compacted.recordAudit(actor: cliActor(), action: "compact", detail: "kept \(report.kept), erased \(report.droppedErased), expired \(report.droppedExpired), dead letters \(report.droppedDeadLetters)", time: nowMicros())
         print("""
         compacted: kept \(report.kept) events (seqs unchanged, last \(before)), removed \(report.droppedErased) of erased customers and \(report.droppedExpired) expired, \(report.droppedDeadLetters) dead letters; \(report.replacedDictionaries.count) dictionaries replaced, \(report.recompressed) records recompressed
         bytes: \(report.bytesBefore) → \(report.bytesAfter)
         verify: \(check.ok ? "ok" : "FAILED: " + check.problems.joined(separator: "; "))
-        views: rebuilt into \(name) (\(folded) events)
+        views: copied into \(name) (live pages only; aggregates kept)
         """)
         if !check.ok { throw ExitCode(1) }
     }

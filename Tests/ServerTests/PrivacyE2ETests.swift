@@ -95,6 +95,41 @@ import Testing
         #expect(auditCLI.output.contains("\tcompact\t"))
     }
 
+    @Test func compactDropsExpiredEventsAndTheViewsKeepTheirAggregates() throws {
+        let scratch = Scratch("retention")
+        defer { scratch.remove() }
+        let now = Date()
+        let recent = ISO8601DateFormatter().string(from: now.addingTimeInterval(-86_400))
+        var lines: [String] = []
+        for i in 0..<40 {
+            lines.append(#"{"type":"page","userId":"u1","name":"Old \#(i)","timestamp":"2020-01-0\#(1 + i % 9)T10:00:00Z"}"#)
+            lines.append(#"{"type":"track","userId":"u1","event":"Order Completed","properties":{"order_id":"o\#(i)","revenue":10},"timestamp":"\#(recent)"}"#)
+        }
+        let file = scratch.path + "/in.ndjson"
+        try FileManager.default.createDirectory(atPath: scratch.path, withIntermediateDirectories: true)
+        try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try touchstone(["import", "--data", scratch.path, file]).status == 0)
+        let config = scratch.path + "/touchstone.json"
+        try #"{"retention":{"page":"365d"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try touchstone(["compact", "--data", scratch.path, "--config", config])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("40 expired"), "\(r.output)")
+        let log = try EventLog(directory: scratch.path + "/log")
+        var types: [EventType: Int] = [:]
+        var seqs: [UInt64] = []
+        try log.forEach { e in types[e.type, default: 0] += 1; seqs.append(e.seq); return true }
+        #expect(types[.page] == nil && types[.track] == 40)
+        #expect(seqs == stride(from: 2, through: 80, by: 2).map { UInt64($0) }, "the kept events keep their seqs")
+        #expect(try log.verify().ok)
+        // The views folded the expired pages before they went: the profile still counts them.
+        let profile = try touchstone(["profile", "--data", scratch.path, "user_id:u1"])
+        #expect(profile.status == 0)
+        let computed = try JSON.parse(Array(profile.output.utf8))["computed"]
+        #expect(computed?["event_count"]?.intValue == 80)
+        #expect(computed?["order_count"]?.intValue == 40)
+        #expect(try touchstone(["compact", "--data", scratch.path, "--retention", "page=soon"]).status != 0)
+    }
+
     func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard haystack.count >= needle.count else { return false }
         for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] && Array(haystack[i..<i + needle.count]) == needle {
