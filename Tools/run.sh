@@ -63,8 +63,18 @@ Try:
   curl -H "Authorization: Bearer $READ_KEY" $URL/v1/stats
   curl -H "Authorization: Bearer $ADMIN_KEY" "$URL/v1/admin/dead-letters?limit=5"
 
-  # profile lookups, once the query API is in (same read key)
+  # the unified profile (any identifier: user_id, email, phone, anonymous_id, …) and its timeline
   curl -H "Authorization: Bearer $READ_KEY" $URL/v1/profiles/user_id:u1
+  curl -H "Authorization: Bearer $READ_KEY" "$URL/v1/profiles/email:jane@example.com/events?limit=5"
+
+  # audiences and KPIs
+  curl -H "Authorization: Bearer $READ_KEY" "$URL/v1/segments/vip/members?limit=5"
+  curl -H "Authorization: Bearer $READ_KEY" "$URL/v1/kpis?from=2025-01-01&to=2025-12-31&granularity=month"
+
+  # data rights (admin key): subject export, erasure, the audit log
+  curl -H "Authorization: Bearer $ADMIN_KEY" $URL/v1/profiles/user_id:u2/export
+  curl -X DELETE -H "Authorization: Bearer $ADMIN_KEY" $URL/v1/profiles/user_id:u2
+  curl -H "Authorization: Bearer $ADMIN_KEY" $URL/v1/admin/audit
 
   curl $URL/metrics      curl $URL/healthz
 TXT

@@ -133,7 +133,7 @@ struct ProjectionService: Service {
     func run() async throws {
         let metrics = self.metrics
         // Graceful shutdown cancels the fold between batches; each batch is one transaction.
-        _ = try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     try await views.run { report in
