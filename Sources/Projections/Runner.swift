@@ -98,10 +98,24 @@ public final class ProjectionRunner: @unchecked Sendable {
                 seen.append(cp)
                 let from = events.partitioningIndex { $0.seq > cp }
                 guard from < events.count else { continue }
-                let slice = events[from...]
-                work.append((p, slice))
-                failures.append(try p.fold(slice, tx))
+                work.append((p, events[from...]))
             }
+            // The first projection (profiles) folds first; the ones after it read only its
+            // results, not each other's, so they fold side by side on the other cores.
+            guard let first = work.first else { return }
+            failures.append(try first.0.fold(first.1, tx))
+        }
+        let rest = Array(work.dropFirst())
+        if rest.count == 1 {
+            failures.append(try g.environment.read { tx in try rest[0].0.fold(rest[0].1, tx) })
+        } else if rest.count > 1 {
+            let results = ParallelResults<[ProjectionFailure]>(count: rest.count)
+            let jobs = UncheckedBox(rest)  // each projection is touched by one thread only
+            DispatchQueue.concurrentPerform(iterations: rest.count) { i in
+                let (p, slice) = jobs.value[i]
+                results.set(i, Result { try g.environment.read { tx in try p.fold(slice, tx) } })
+            }
+            for r in results.values { failures.append(try r.get()) }
         }
         defer { for p in g.projections { p.reset() } }
         let conflict: Bool = try g.environment.write { tx in
@@ -225,4 +239,19 @@ final class BatchQueue: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
     }
+}
+
+/// Results of work run with `concurrentPerform`, one slot per iteration.
+final class ParallelResults<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<T, Error>?]
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<T, Error>) { lock.withLock { slots[i] = r } }
+    var values: [Result<T, Error>] { lock.withLock { slots.map { $0 ?? .failure(ViewsError("a projection did not fold")) } } }
+}
+
+/// Hands a value to `concurrentPerform` whose parts each thread uses alone.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
 }
