@@ -124,27 +124,71 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         var failures: [ProjectionFailure] = []
         var found: [FoundIdentifier] = []
         var dropped: [(String, String, String)] = []
-        for e in events {
-            found.removeAll(keepingCapacity: true)
-            dropped.removeAll(keepingCapacity: true)
-            if let error = try fold(e, tx, &found, &dropped) {
+        // The stateless part, when a reader thread computed it ahead for exactly these events.
+        let pre = events.first.flatMap { ahead.take(firstSeq: $0.seq) }.flatMap { $0.items.count == events.count ? $0 : nil }
+        for (i, e) in events.enumerated() {
+            let item: Precomputed.Item
+            if let pre { item = pre.items[i] } else { item = Self.precompute(e) }
+            found = item.found
+            dropped = item.dropped
+            if let error = try fold(e, item.fields, tx, &found, &dropped) {
                 failures.append(ProjectionFailure(projection: name, seq: e.seq, error: error))
             }
         }
         return failures
     }
 
+    // MARK: Work ahead
+
+    /// The stateless part of folding a batch: each event's fields and the identifiers on it,
+    /// normalised. Computed by the runner's reader thread while the previous batch folds.
+    struct Precomputed: @unchecked Sendable {
+        struct Item {
+            var fields: EventFields
+            var found: [FoundIdentifier]
+            var dropped: [(String, String, String)]
+        }
+        var items: [Item]
+    }
+
+    static func precompute(_ e: Event) -> Precomputed.Item {
+        let fields = EventFields(e.view)
+        var found: [FoundIdentifier] = [], dropped: [(String, String, String)] = []
+        if e.type != .system { IdentifierExtractor.extract(fields, into: &found, dropped: &dropped) }
+        return Precomputed.Item(fields: fields, found: found, dropped: dropped)
+    }
+
+    /// Batches computed ahead, by the seq of their first event.
+    final class Ahead: @unchecked Sendable {
+        private let lock = NSLock()
+        private var batches: [UInt64: Precomputed] = [:]
+        func put(_ firstSeq: UInt64, _ p: Precomputed) { lock.withLock { batches[firstSeq] = p } }
+        func take(firstSeq: UInt64) -> Precomputed? {
+            lock.withLock {
+                let p = batches.removeValue(forKey: firstSeq)
+                if batches.count > 8 { batches.removeAll() }  // stale ones (a batch refolded after a conflict)
+                return p
+            }
+        }
+    }
+    private let ahead = Ahead()
+
+    /// Called by a reader thread with the next batch: computes its stateless part now, so the
+    /// fold of the batch only resolves and applies. Thread-safe; pure.
+    public func computeAhead(_ events: [Event]) {
+        guard let first = events.first else { return }
+        ahead.put(first.seq, Precomputed(items: events.map(Self.precompute)))
+    }
+
     /// Folds one event; returns why it could not be applied, or nil.
-    private func fold(_ e: Event, _ tx: borrowing ReadTransaction, _ found: inout [FoundIdentifier],
+    private func fold(_ e: Event, _ fields: EventFields, _ tx: borrowing ReadTransaction, _ found: inout [FoundIdentifier],
                       _ dropped: inout [(String, String, String)]) throws -> String? {
         let view = e.view
-        let fields = EventFields(view)
         guard e.type != .system else {
             if fields.event?.isString("Profile Erased") == true { try erase(view, tx) }
             return nil
         }
         if e.type == .track, !rules.ignored.isEmpty, let name = fields.event?.stringValue, rules.ignored.contains(name) { return nil }
-        IdentifierExtractor.extract(fields, into: &found, dropped: &dropped)
         // alias: previousId is a user id or an anonymous id — whichever the index knows.
         if e.type == .alias, let prev = fields.previousId?.scalarText?.trimmingWhitespace(), !prev.isEmpty {
             let asUser = Identifier(type: "user_id", value: prev)

@@ -379,6 +379,7 @@ public final class Rebuilder: @unchecked Sendable {
         guard end > from else { return 0 }
         let runner = try ProjectionRunner(log: log, generation: generation, batchSize: batchSize)
         let queue = ScanQueue(capacity: 3)
+        let ahead = generation.projections.first as? ProfileProjection
         // With boundaries (a live generation's batch ends), every batch ends exactly there.
         let cuts = (boundaries ?? []).filter { $0 > from && $0 < end } + [end]
         let reader = Thread { [log] in
@@ -401,6 +402,7 @@ public final class Rebuilder: @unchecked Sendable {
                     if boundaries != nil && count == 0 && stop < end { next = stop + 1; continue }
                     if count == 0 { break }
                     next = scanned + 1
+                    ahead?.computeAhead(events)
                     if !queue.put(.batch(events, scanned)) { return }
                 }
                 _ = queue.put(.end)

@@ -49,6 +49,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         // Decode on a second thread: batch k+1 is read and decompressed while batch k folds.
         let queue = BatchQueue(capacity: 3)
         let batch = batchSize
+        let ahead = generation.projections.first as? ProfileProjection
         let reader = Thread { [log] in
             do {
                 var next = start + 1
@@ -61,6 +62,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                     }
                     guard let last = events.last else { break }
                     next = last.seq + 1
+                    ahead?.computeAhead(events)
                     if !queue.put(.success(events)) { return }
                 }
                 _ = queue.put(.success([]))
