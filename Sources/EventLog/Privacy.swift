@@ -167,7 +167,7 @@ extension EventLog {
             ("messageId", .string("erasure-\(profileID)-\(receivedAt)")), ("type", "system"), ("event", "Profile Erased"),
             ("source", "admin"), ("channel", "system"),
             ("properties", .object([("profile_id", .string(profileID)),
-                                    ("identifiers", .array(hashes.map { .string(Self.hex($0)) })),
+                                    ("identifiers", .array(hashes.map { .string(Hex.encode($0)) })),
                                     ("requested_by", .string(actor))])),
         ])
         let event = PreparedEvent(type: .system, timestamp: receivedAt, receivedAt: receivedAt, source: "admin",
@@ -186,7 +186,7 @@ extension EventLog {
                     var r = BinaryReader(b)
                     let t = try r.signedVarint()
                     let rest = try r.bytes(r.remaining)
-                    out.append(SuppressionEntry(hash: Self.hex(Array(k)), time: t, profileID: String(decoding: rest, as: UTF8.self)))
+                    out.append(SuppressionEntry(hash: Hex.encode(Array(k)), time: t, profileID: String(decoding: rest, as: UTF8.self)))
                 }
                 return true
             }
@@ -236,13 +236,5 @@ extension EventLog {
             }
             return out
         }
-    }
-
-    static func hex(_ b: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(b.count * 2)
-        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 }

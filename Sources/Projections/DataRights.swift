@@ -25,7 +25,7 @@ extension LiveViews {
     /// Nil when no profile has `id`.
     public func erase(_ id: Identifier, actor: String) throws -> ErasureResult? {
         guard let (pid, ids) = try profiles.identifiers(of: id) else { return nil }
-        let seq = try log.erase(profileID: "p\(pid)", identifiers: ids, actor: actor, receivedAt: Self.now())
+        let seq = try log.erase(profileID: "p\(pid)", identifiers: ids, actor: actor, receivedAt: nowMicros())
         return ErasureResult(profileID: "p\(pid)", identifiers: ids.count, seq: seq)
     }
 
@@ -51,9 +51,9 @@ extension LiveViews {
             }
         }
         let pid = profile["profile_id"]?.stringValue ?? "?"
-        try log.recordAudit(actor: actor, action: "export-subject", detail: "profile \(pid), \(events.count) events", time: Self.now())
+        try log.recordAudit(actor: actor, action: "export-subject", detail: "profile \(pid), \(events.count) events", time: nowMicros())
         return .object([
-            ("exported_at", .string(Timestamp.format(Self.now()))),
+            ("exported_at", .string(Timestamp.format(nowMicros()))),
             ("profile", profile),
             ("consent_history", .array(consent)),
             ("event_count", .int(Int64(events.count))),
@@ -61,5 +61,4 @@ extension LiveViews {
         ])
     }
 
-    static func now() -> Micros { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 }

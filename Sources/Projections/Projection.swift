@@ -31,6 +31,14 @@ public protocol Projection: AnyObject {
     func write(_ tx: borrowing WriteTransaction) throws
     /// Drops the pending changes (after the commit, or when it failed).
     func reset()
+    /// Called on the runner's reader thread with the next batch while the previous one folds:
+    /// a projection may do the batch's stateless work here (thread-safe, touching no fold
+    /// state) and pick it up in `fold`. Optional.
+    func computeAhead(_ events: [Event])
+}
+
+extension Projection {
+    public func computeAhead(_ events: [Event]) {}
 }
 
 /// An event a projection could not apply: recorded, counted, skipped.

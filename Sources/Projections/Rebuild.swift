@@ -376,57 +376,10 @@ public final class Rebuilder: @unchecked Sendable {
     func foldRange(_ generation: ViewGeneration, from: UInt64, through end: UInt64, batchSize: Int,
                    until: Int64?, boundaries: [UInt64]? = nil, shouldStop: () -> Bool,
                    onBatch: (UInt64, [String: Int]) -> Void) throws -> UInt64 {
-        guard end > from else { return 0 }
-        let runner = try ProjectionRunner(log: log, generation: generation, batchSize: batchSize)
-        let queue = ScanQueue(capacity: 3)
-        let ahead = generation.projections.first as? ProfileProjection
-        // With boundaries (a live generation's batch ends), every batch ends exactly there.
-        let cuts = (boundaries ?? []).filter { $0 > from && $0 < end } + [end]
-        let reader = Thread { [log] in
-            do {
-                var next = from + 1
-                var cut = 0
-                while next <= end {
-                    while boundaries != nil && cut < cuts.count - 1 && cuts[cut] < next { cut += 1 }
-                    let stop = boundaries != nil ? cuts[cut] : end
-                    var events: [Event] = []
-                    events.reserveCapacity(batchSize)
-                    var scanned: UInt64 = 0
-                    var count = 0
-                    try log.forEach(from: next, through: stop, chunk: batchSize) { e in
-                        scanned = e.seq
-                        count += 1
-                        if until.map({ e.timestamp <= $0 }) ?? true { events.append(e) }
-                        return boundaries != nil || count < batchSize
-                    }
-                    if boundaries != nil && count == 0 && stop < end { next = stop + 1; continue }
-                    if count == 0 { break }
-                    next = scanned + 1
-                    ahead?.computeAhead(events)
-                    if !queue.put(.batch(events, scanned)) { return }
-                }
-                _ = queue.put(.end)
-            } catch {
-                _ = queue.put(.failure(error))
-            }
-        }
-        reader.stackSize = 4 << 20
-        reader.start()
-        defer { queue.close() }
-        var read: UInt64 = 0
-        var last = from
-        while true {
-            switch queue.take() {
-            case .end: return read
-            case .failure(let e): throw e
-            case .batch(let events, let scanned):
-                if shouldStop() { throw RebuildStopped() }
-                let report = try runner.apply(events)
-                read += scanned - last
-                last = scanned
+        try ProjectionRunner(log: log, generation: generation, batchSize: batchSize)
+            .fold(from: from, through: end, until: until, boundaries: boundaries, shouldStop: shouldStop) { scanned, report in
                 onBatch(scanned, report.perProjection)
             }
-        }
     }
 
     // MARK: Verify
@@ -563,43 +516,6 @@ public struct RebuildBusy: Error, CustomStringConvertible {
     public var description: String { "another rebuild is running on this data directory" }
 }
 
-/// Reader → folder hand-off: decoded (and filtered) batches with the last seq scanned.
-final class ScanQueue: @unchecked Sendable {
-    enum Item { case batch([Event], UInt64), end, failure(Error) }
-    private let condition = NSCondition()
-    private var items: [Item] = []
-    private var closed = false
-    private let capacity: Int
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    func put(_ item: Item) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while items.count >= capacity && !closed { condition.wait() }
-        if closed { return false }
-        items.append(item)
-        condition.broadcast()
-        return true
-    }
-
-    func take() -> Item {
-        condition.lock()
-        defer { condition.unlock() }
-        while items.isEmpty { condition.wait() }
-        let item = items.removeFirst()
-        condition.broadcast()
-        return item
-    }
-
-    func close() {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        condition.unlock()
-    }
-}
-
 // MARK: An in-process job (the server's POST /v1/admin/replay)
 
 /// The state of the server's replay job, as `GET /v1/admin/replay` reports it.
@@ -667,7 +583,7 @@ public final class ReplayJob: @unchecked Sendable {
             let held = try rebuilder.lock()
             heldLock = held
             current = ReplayJobStatus(state: .running, id: current.id + 1, plan: plan, progress: nil, result: nil,
-                                      started: Self.now(), finished: nil, error: nil)
+                                      started: nowMicros(), finished: nil, error: nil)
             stopRequested = false
             return current
         }
@@ -680,13 +596,13 @@ public final class ReplayJob: @unchecked Sendable {
                 lock.withLock {
                     current.result = result
                     current.state = .succeeded
-                    current.finished = Self.now()
+                    current.finished = nowMicros()
                 }
             } catch {
                 lock.withLock {
                     current.error = "\(error)"
                     current.state = .failed
-                    current.finished = Self.now()
+                    current.finished = nowMicros()
                 }
             }
         }
@@ -695,7 +611,6 @@ public final class ReplayJob: @unchecked Sendable {
         return started
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 }
 
 extension Duration {

@@ -44,28 +44,52 @@ public final class ProjectionRunner: @unchecked Sendable {
     @discardableResult
     public func catchUp(through: UInt64 = .max, progress: ((BatchReport) -> Void)? = nil) throws -> Int {
         let start = try generation.projections.map { try generation.checkpoint($0.name) }.min() ?? 0
-        let end = min(through, log.lastSeq)
-        guard end > start else { return 0 }
-        // Decode on a second thread: batch k+1 is read and decompressed while batch k folds.
-        let queue = BatchQueue(capacity: 3)
+        var total = 0
+        try fold(from: start, through: min(through, log.lastSeq), onBatch: { _, report in
+            total += report.events
+            progress?(report)
+        })
+        return total
+    }
+
+    /// Folds the events with `from` < seq ≤ `end`: a reader thread reads, decodes and works
+    /// ahead on batch k+1 while batch k folds and commits (both cores). `until` keeps only events
+    /// with an event time at or before it; `boundaries` (a live generation's batch ends) make
+    /// every batch end exactly there; `shouldStop` is asked before each batch. `onBatch` gets
+    /// the last seq scanned and the batch's report. Returns how many seqs were scanned.
+    @discardableResult
+    public func fold(from: UInt64, through end: UInt64, until: Micros? = nil, boundaries: [UInt64]? = nil,
+                     shouldStop: () -> Bool = { false }, onBatch: (UInt64, BatchReport) -> Void = { _, _ in }) throws -> UInt64 {
+        guard end > from else { return 0 }
+        enum Item { case batch([Event], UInt64), end, failure(Error) }
+        let queue = BlockingQueue<Item>(capacity: 3)
         let batch = batchSize
-        let ahead = generation.projections.first as? ProfileProjection
+        let projections = UncheckedBox(generation.projections)  // computeAhead is thread-safe
+        let cuts = (boundaries ?? []).filter { $0 > from && $0 < end } + [end]
         let reader = Thread { [log] in
             do {
-                var next = start + 1
+                var next = from + 1
+                var cut = 0
                 while next <= end {
+                    while boundaries != nil && cut < cuts.count - 1 && cuts[cut] < next { cut += 1 }
+                    let stop = boundaries != nil ? cuts[cut] : end
                     var events: [Event] = []
                     events.reserveCapacity(batch)
-                    try log.forEach(from: next, through: end, chunk: batch) { e in
-                        events.append(e)
-                        return events.count < batch
+                    var scanned: UInt64 = 0
+                    var count = 0
+                    try log.forEach(from: next, through: stop, chunk: batch) { e in
+                        scanned = e.seq
+                        count += 1
+                        if until.map({ e.timestamp <= $0 }) ?? true { events.append(e) }
+                        return boundaries != nil || count < batch
                     }
-                    guard let last = events.last else { break }
-                    next = last.seq + 1
-                    ahead?.computeAhead(events)
-                    if !queue.put(.success(events)) { return }
+                    if boundaries != nil && count == 0 && stop < end { next = stop + 1; continue }
+                    if count == 0 { break }
+                    next = scanned + 1
+                    for p in projections.value { p.computeAhead(events) }
+                    if !queue.put(.batch(events, scanned)) { return }
                 }
-                _ = queue.put(.success([]))
+                _ = queue.put(.end)
             } catch {
                 _ = queue.put(.failure(error))
             }
@@ -73,15 +97,18 @@ public final class ProjectionRunner: @unchecked Sendable {
         reader.stackSize = 4 << 20
         reader.start()
         defer { queue.close() }
-        var total = 0
+        var last = from
         while true {
-            let events = try queue.take().get()
-            if events.isEmpty { break }
-            let report = try apply(events)
-            total += events.count
-            progress?(report)
+            switch queue.take() {
+            case .end: return last - from
+            case .failure(let e): throw e
+            case .batch(let events, let scanned):
+                if shouldStop() { throw RebuildStopped() }
+                let report = try apply(events)
+                last = scanned
+                onBatch(scanned, report)
+            }
         }
-        return total
     }
 
     /// Applies one batch of events (in seq order) to every projection not past them.
@@ -136,7 +163,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             return try apply(events)
         }
         applied.advance(to: try g.appliedSeq())
-        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let now = nowMicros()
         let lag = max(0, now - (events.map(\.receivedAt).max() ?? now))
         var per: [String: Int] = [:]
         for (p, s) in work { per[p.name] = s.count }
@@ -206,17 +233,17 @@ final class AppliedSeq: @unchecked Sendable {
     }
 }
 
-/// A small blocking queue between the reader thread and the folding thread.
-final class BatchQueue: @unchecked Sendable {
+/// A small blocking queue between a reader thread and the folding thread.
+final class BlockingQueue<Item>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var items: [Result<[Event], Error>] = []
+    private var items: [Item] = []
     private var closed = false
     private let capacity: Int
 
     init(capacity: Int) { self.capacity = capacity }
 
     /// False when the queue was closed (the consumer gave up).
-    func put(_ item: Result<[Event], Error>) -> Bool {
+    func put(_ item: Item) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         while items.count >= capacity && !closed { condition.wait() }
@@ -226,7 +253,7 @@ final class BatchQueue: @unchecked Sendable {
         return true
     }
 
-    func take() -> Result<[Event], Error> {
+    func take() -> Item {
         condition.lock()
         defer { condition.unlock() }
         while items.isEmpty { condition.wait() }

@@ -1,6 +1,7 @@
 import Crypto
 import EventLog
 import Foundation
+import JSONCore
 import LMDB
 
 /// One generation of views: an LMDB environment in `<data>/views/<name>` holding every
@@ -132,7 +133,7 @@ public final class ViewGeneration: @unchecked Sendable {
                 }
             }
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(h.finalize())
     }
 
     /// The first keys where `projection`'s databases differ between this generation and `other`.
@@ -169,7 +170,7 @@ public final class ViewGeneration: @unchecked Sendable {
 
     static func printable(_ key: [UInt8]) -> String {
         if key.allSatisfy({ $0 == 0 || (0x20..<0x7F).contains($0) }) { return String(decoding: key.map { $0 == 0 ? 0x3A : $0 }, as: UTF8.self) }
-        return key.map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(key)
     }
 
     public func sync() throws { try environment.sync() }

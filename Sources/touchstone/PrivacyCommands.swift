@@ -7,7 +7,6 @@ import Projections
 /// Who runs a CLI command, for the audit log.
 func cliActor() -> String { "cli:" + (ProcessInfo.processInfo.environment["USER"] ?? String(getuid())) }
 
-func nowMicros() -> Micros { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 
 struct EraseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import JSONCore
 
 /// What a key opens: a source's write key for the tracking API, or an API key with a scope
 /// for the query and admin API.
@@ -53,9 +54,7 @@ public enum KeyMaterial {
     /// The last four characters: enough for a person to tell keys apart in `keys list`.
     static func hint(_ key: String) -> String { String(key.suffix(4)) }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
-    }
+    static func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
     static func bytes(hex: String) -> [UInt8]? {
         let u = Array(hex.utf8)

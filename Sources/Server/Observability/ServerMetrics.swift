@@ -14,10 +14,8 @@ public final class ServerMetrics: @unchecked Sendable {
     public let registry: PrometheusCollectorRegistry
     public let factory: HelpfulMetricsFactory
     private let lock = NSLock()
-    private var counters: [String: Metrics.Counter] = [:]
-    private var timers: [String: Metrics.Timer] = [:]
-    private var recorders: [String: Metrics.Recorder] = [:]
-    private var gauges: [String: Metrics.Gauge] = [:]
+    /// Series handles by kind, name and labels.
+    private var handles: [String: AnyObject] = [:]
     private let inFlightMeter: Metrics.Meter
 
     public static let help: [String: String] = [
@@ -150,44 +148,31 @@ public final class ServerMetrics: @unchecked Sendable {
         return k
     }
 
-    private func counter(_ name: String, _ labels: [(String, String)]) -> Metrics.Counter {
-        let k = Self.key(name, labels)
+    /// The cached handle of one series, made on first use.
+    private func handle<H: AnyObject>(_ name: String, _ labels: [(String, String)], _ make: () -> H) -> H {
+        let k = "\(H.self)\u{2}" + Self.key(name, labels)
         return lock.withLock {
-            if let c = counters[k] { return c }
-            let c = Metrics.Counter(label: name, dimensions: labels, factory: factory)
-            counters[k] = c
-            return c
+            if let h = handles[k] as? H { return h }
+            let h = make()
+            handles[k] = h
+            return h
         }
+    }
+
+    private func counter(_ name: String, _ labels: [(String, String)]) -> Metrics.Counter {
+        handle(name, labels) { Metrics.Counter(label: name, dimensions: labels, factory: factory) }
     }
 
     private func timer(_ name: String, _ labels: [(String, String)]) -> Metrics.Timer {
-        let k = Self.key(name, labels)
-        return lock.withLock {
-            if let t = timers[k] { return t }
-            let t = Metrics.Timer(label: name, dimensions: labels, factory: factory)
-            timers[k] = t
-            return t
-        }
+        handle(name, labels) { Metrics.Timer(label: name, dimensions: labels, factory: factory) }
     }
 
     private func recorder(_ name: String, _ labels: [(String, String)]) -> Metrics.Recorder {
-        let k = Self.key(name, labels)
-        return lock.withLock {
-            if let r = recorders[k] { return r }
-            let r = Metrics.Recorder(label: name, dimensions: labels, aggregate: true, factory: factory)
-            recorders[k] = r
-            return r
-        }
+        handle(name, labels) { Metrics.Recorder(label: name, dimensions: labels, aggregate: true, factory: factory) }
     }
 
     private func gauge(_ name: String, _ labels: [(String, String)]) -> Metrics.Gauge {
-        let k = Self.key(name, labels)
-        return lock.withLock {
-            if let g = gauges[k] { return g }
-            let g = Metrics.Gauge(label: name, dimensions: labels, factory: factory)
-            gauges[k] = g
-            return g
-        }
+        handle(name, labels) { Metrics.Gauge(label: name, dimensions: labels, factory: factory) }
     }
 }
 

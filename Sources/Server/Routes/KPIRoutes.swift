@@ -40,7 +40,7 @@ public struct KPIRoutes: Sendable {
                 return Timestamp.day(t)
             }
             let range = try reader.range()
-            let to = try day("to") ?? range?.1 ?? Timestamp.day(Int64(Date().timeIntervalSince1970 * 1_000_000))
+            let to = try day("to") ?? range?.1 ?? Timestamp.day(nowMicros())
             let from = try day("from") ?? (to - 29)
             guard from <= to else { throw APIError(.badRequest, code: "invalid_parameter", message: "from is after to") }
             guard to - from <= 3660 else { throw APIError(.badRequest, code: "invalid_parameter", message: "at most 10 years at once") }

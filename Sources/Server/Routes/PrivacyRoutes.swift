@@ -27,9 +27,9 @@ public struct PrivacyRoutes: Sendable {
     public func add(to router: some RouterMethods<TouchstoneRequestContext>) {
         let admin = router.group("/v1/profiles").add(middleware: APIKeyMiddleware(keys: keys, scope: .admin))
         admin.delete("{id}") { _, context in
-            let id = try identifier(context)
+            let id = try ProfileRoutes.identifier(context)
             let actor = "key:" + (context.principal?.keyName ?? "?")
-            guard let result = try views.erase(id, actor: actor) else { throw notFound() }
+            guard let result = try views.erase(id, actor: actor) else { throw ProfileRoutes.notFound(id) }
             // "At once": answer when the views no longer hold the profile.
             let visible = await views.waitForApplied(result.seq, timeout: max(maxWait, .seconds(10)))
             context.logger.notice("profile erased", metadata: ["profile": .string(result.profileID), "seq": "\(result.seq)"])
@@ -37,9 +37,9 @@ public struct PrivacyRoutes: Sendable {
                                   "identifiers_suppressed": .int(Int64(result.identifiers)), "applied": .bool(visible)])
         }
         admin.get("{id}/export") { _, context in
-            let id = try identifier(context)
+            let id = try ProfileRoutes.identifier(context)
             let actor = "key:" + (context.principal?.keyName ?? "?")
-            guard let doc = try views.subjectExport(id, actor: actor) else { throw notFound() }
+            guard let doc = try views.subjectExport(id, actor: actor) else { throw ProfileRoutes.notFound(id) }
             return Response.json(doc, headers: [.contentDisposition: "attachment; filename=\"subject-export.json\""])
         }
         router.group("/v1/admin/audit").add(middleware: APIKeyMiddleware(keys: keys, scope: .admin)).get { request, _ in
@@ -47,17 +47,5 @@ public struct PrivacyRoutes: Sendable {
             let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 100, 1), 1000)
             return Response.json(["audit": .array(try log.auditEntries(after: after, limit: limit).map(\.json))])
         }
-    }
-
-    func identifier(_ context: TouchstoneRequestContext) throws -> Identifier {
-        let raw = context.parameters.get("id") ?? ""
-        guard let id = Identifier.parse(raw.removingPercentEncoding ?? raw) else {
-            throw APIError(.badRequest, code: "invalid_identifier", message: "expected {type}:{value}, e.g. email:jane@example.com")
-        }
-        return id
-    }
-
-    func notFound() -> APIError {
-        APIError(.notFound, code: "profile_not_found", message: "no profile has this identifier")
     }
 }

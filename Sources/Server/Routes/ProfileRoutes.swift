@@ -29,14 +29,14 @@ public struct ProfileRoutes: Sendable {
     public func add(to router: some RouterMethods<TouchstoneRequestContext>) {
         let group = router.group("/v1/profiles").add(middleware: APIKeyMiddleware(keys: keys, scope: .read))
         group.get("{id}") { request, context in
-            let id = try identifier(context)
+            let id = try Self.identifier(context)
             try await waitForMinSeq(request)
             let segments = try views.profiles.resolve(id).map { try views.segments.segments(ofProfile: $0) } ?? []
-            guard let profile = try views.profiles.profile(id, segments: segments) else { throw notFound(id) }
+            guard let profile = try views.profiles.profile(id, segments: segments) else { throw Self.notFound(id) }
             return Response.json(profile)
         }
         group.get("{id}/events") { request, context in
-            let id = try identifier(context)
+            let id = try Self.identifier(context)
             try await waitForMinSeq(request)
             let q = request.uri.queryParameters
             let limit = q.get("limit", as: Int.self) ?? 50
@@ -49,7 +49,7 @@ public struct ProfileRoutes: Sendable {
                 before = v
             }
             let reader = views.profiles
-            guard let pid = try reader.profileID(id), let seqs = try reader.timeline(id, before: before, limit: limit) else { throw notFound(id) }
+            guard let pid = try reader.profileID(id), let seqs = try reader.timeline(id, before: before, limit: limit) else { throw Self.notFound(id) }
             var events: [JSON] = []
             for seq in seqs {
                 if let e = try log.event(seq: seq) { events.append(e.exportJSON) }
@@ -59,7 +59,8 @@ public struct ProfileRoutes: Sendable {
         }
     }
 
-    func identifier(_ context: TouchstoneRequestContext) throws -> Identifier {
+    /// `{type}:{value}` from the path (shared with the privacy routes).
+    static func identifier(_ context: TouchstoneRequestContext) throws -> Identifier {
         let raw = context.parameters.get("id") ?? ""
         let text = raw.removingPercentEncoding ?? raw
         guard let id = Identifier.parse(text) else {
@@ -69,18 +70,11 @@ public struct ProfileRoutes: Sendable {
         return id
     }
 
-    func notFound(_ id: Identifier) -> APIError {
+    static func notFound(_ id: Identifier) -> APIError {
         APIError(.notFound, code: "profile_not_found", message: "no profile has the identifier \(id.type):… (the value is not echoed)")
     }
 
     func waitForMinSeq(_ request: Request) async throws {
-        guard let raw = request.uri.queryParameters.get("min_seq") else { return }
-        guard let seq = UInt64(raw) else {
-            throw APIError(.badRequest, code: "invalid_parameter", message: "min_seq must be a seq (a non-negative integer)")
-        }
-        if await !views.waitForApplied(seq, timeout: maxWait) {
-            throw APIError(.gatewayTimeout, code: "views_behind",
-                           message: "the views have applied seq \(views.runner.appliedSeq), not yet \(seq); retry")
-        }
+        try await MinSeq.wait(request, views: views, maxWait: maxWait)
     }
 }

@@ -32,7 +32,7 @@ public struct ReplayRoutes: Sendable {
                 let status = try views.replay.start(plan, views: views)
                 try? views.log.recordAudit(actor: "key:" + (context.principal?.keyName ?? "?"), action: "replay",
                                            detail: "started \(plan.projections?.joined(separator: ",") ?? "all projections")" + (plan.untilSeq.map { " until seq \($0)" } ?? ""),
-                                           time: Int64(Date().timeIntervalSince1970 * 1_000_000))
+                                           time: nowMicros())
                 return Response.json(status.json, status: .accepted)
             } catch is RebuildBusy {
                 throw APIError(.conflict, code: "replay_running", message: "a replay is already running; GET /v1/admin/replay reports it")

@@ -40,7 +40,7 @@ public struct SegmentRoutes: Sendable {
                 return Response.json(["success": false, "error": ["code": "invalid_rule", "message": .string(error.description),
                                                                   "path": .string(error.path)]], status: .badRequest)
             }
-            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            let now = nowMicros()
             let event = PreparedEvent.system(name: "Segment Defined", properties: valid, receivedAt: now)
             let outcome = try await ingestor.submit([event])
             let seq = outcome.first?.seq ?? 0
@@ -108,19 +108,5 @@ public struct SegmentRoutes: Sendable {
 
     func waitForMinSeq(_ request: Request) async throws {
         try await MinSeq.wait(request, views: views, maxWait: maxWait)
-    }
-}
-
-/// `min_seq=N`: waits (bounded) until the views have applied seq N; 504 when they have not.
-enum MinSeq {
-    static func wait(_ request: Request, views: LiveViews, maxWait: Duration) async throws {
-        guard let raw = request.uri.queryParameters.get("min_seq") else { return }
-        guard let seq = UInt64(raw) else {
-            throw APIError(.badRequest, code: "invalid_parameter", message: "min_seq must be a seq (a non-negative integer)")
-        }
-        if await !views.waitForApplied(seq, timeout: maxWait) {
-            throw APIError(.gatewayTimeout, code: "views_behind",
-                           message: "the views have applied seq \(views.runner.appliedSeq), not yet \(seq); retry")
-        }
     }
 }
