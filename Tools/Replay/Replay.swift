@@ -96,7 +96,7 @@ struct Replay: ParsableCommand {
         let who = "cli:" + (ProcessInfo.processInfo.environment["USER"] ?? String(getuid()))
         try? log.recordAudit(actor: who, action: "replay",
                              detail: "\(result.generation): \(result.events) events through seq \(result.appliedSeq)\(result.switched ? ", switched live" : "")",
-                             time: Int64(Date().timeIntervalSince1970 * 1_000_000))
+                             time: nowMicros())
         if result.alreadyBuilt {
             print("\(result.generation): already built (through seq \(result.appliedSeq)); query it with touchstone profile --generation \(result.generation)")
             return
