@@ -91,8 +91,23 @@ import Testing
         let cli = try touchstone(["profile", "--data", scratch.path, "email:stays@example.com"])
         #expect(cli.status == 0)
         #expect(try touchstone(["profile", "--data", scratch.path, "email:gone@example.com"]).status == 1)
+        // A backup made afterwards holds no trace either.
+        #expect(try touchstone(["backup", "--data", scratch.path, scratch.path + "/backup"]).status == 0)
+        try EventLog(directory: scratch.path + "/backup/log").forEach { e in
+            for s in secrets { #expect(!contains(e.payload + e.body.jsonBytes(), s), "the backup's seq \(e.seq) holds the erased customer") }
+            return true
+        }
+        // The CLI's subject export and erasure.
+        let exportCLI = try touchstone(["export-subject", "--data", scratch.path, "email:stays@example.com"])
+        #expect(exportCLI.status == 0)
+        #expect(try JSON.parse(Array(exportCLI.output.utf8))["events"]?.arrayValue?.count == 1250)
+        let erase = try touchstone(["erase", "--data", scratch.path, "user_id:user-stays"])
+        #expect(erase.status == 0, "\(erase.output)")
+        #expect(try touchstone(["profile", "--data", scratch.path, "email:stays@example.com"]).status == 1)
+        #expect(try touchstone(["erase", "--data", scratch.path, "user_id:user-stays"]).status == 1, "nothing left to erase")
         let auditCLI = try touchstone(["audit", "--data", scratch.path])
-        #expect(auditCLI.output.contains("\tcompact\t"))
+        for action in ["\tcompact\t", "\texport-subject\t", "\terase\t"] { #expect(auditCLI.output.contains(action), "\(action)") }
+        #expect(auditCLI.output.contains("cli:"))
     }
 
     @Test func compactDropsExpiredEventsAndTheViewsKeepTheirAggregates() throws {
