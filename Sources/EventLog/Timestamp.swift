@@ -78,12 +78,42 @@ public enum Timestamp {
         var rem = secs % 86400
         if rem < 0 { rem += 86400; days -= 1 }
         let (y, m, d) = civilFromDays(Int(days))
+        guard (0...9999).contains(y) else { return slowFormat(y, m, d, Int(rem), Int(frac)) }
+        let millis = frac % 1000 == 0
+        // Written byte by byte: string interpolation and padding were most of a profile render.
+        return String(unsafeUninitializedCapacity: millis ? 24 : 27) { b in
+            putDate(y, m, d, into: b)
+            b[10] = 84  // T
+            putDigits(Int(rem / 3600), into: b, at: 11, width: 2); b[13] = 58
+            putDigits(Int(rem % 3600 / 60), into: b, at: 14, width: 2); b[16] = 58
+            putDigits(Int(rem % 60), into: b, at: 17, width: 2); b[19] = 46
+            if millis { putDigits(Int(frac / 1000), into: b, at: 20, width: 3); b[23] = 90; return 24 }
+            putDigits(Int(frac), into: b, at: 20, width: 6); b[26] = 90
+            return 27
+        }
+    }
+
+    /// `v` as `width` decimal digits (zero-padded) at `at`.
+    private static func putDigits(_ v: Int, into b: UnsafeMutableBufferPointer<UInt8>, at: Int, width: Int) {
+        var v = v
+        for i in stride(from: at + width - 1, through: at, by: -1) { b[i] = UInt8(48 + v % 10); v /= 10 }
+    }
+
+    /// `YYYY-MM-DD` in the first 10 bytes.
+    private static func putDate(_ y: Int, _ m: Int, _ d: Int, into b: UnsafeMutableBufferPointer<UInt8>) {
+        putDigits(y, into: b, at: 0, width: 4); b[4] = 45
+        putDigits(m, into: b, at: 5, width: 2); b[7] = 45
+        putDigits(d, into: b, at: 8, width: 2)
+    }
+
+    /// Years outside 0…9999 (a negative or five-digit year).
+    private static func slowFormat(_ y: Int, _ m: Int, _ d: Int, _ rem: Int, _ frac: Int) -> String {
         func pad(_ v: Int, _ w: Int) -> String {
             let s = String(v)
             return s.count >= w ? s : String(repeating: "0", count: w - s.count) + s
         }
-        let time = "\(pad(Int(rem / 3600), 2)):\(pad(Int(rem % 3600 / 60), 2)):\(pad(Int(rem % 60), 2))"
-        let fraction = frac % 1000 == 0 ? pad(Int(frac / 1000), 3) : pad(Int(frac), 6)
+        let time = "\(pad(rem / 3600, 2)):\(pad(rem % 3600 / 60, 2)):\(pad(rem % 60, 2))"
+        let fraction = frac % 1000 == 0 ? pad(frac / 1000, 3) : pad(frac, 6)
         return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(time).\(fraction)Z"
     }
 
@@ -95,7 +125,12 @@ public enum Timestamp {
 
     /// `YYYY-MM-DD` of a day number.
     public static func formatDay(_ day: Int) -> String {
-        String(format(Micros(day) * 86_400_000_000).prefix(10))
+        let (y, m, d) = civilFromDays(day)
+        guard (0...9999).contains(y) else { return String(format(Micros(day) * 86_400_000_000).prefix(10)) }
+        return String(unsafeUninitializedCapacity: 10) { b in
+            putDate(y, m, d, into: b)
+            return 10
+        }
     }
 
     static func daysIn(month: Int, year: Int) -> Int {

@@ -26,6 +26,30 @@ import Testing
         #expect(Timestamp.format(1_740_830_400_123_456) == "2025-03-01T12:00:00.123456Z")
         #expect(Timestamp.parse(Timestamp.format(-1)) == -1)
     }
+
+    @Test func formatsAnyTimeLikeFoundationAndParsesBack() {
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        iso.timeZone = TimeZone(identifier: "UTC")
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<20_000 {
+            // From 1900 to 2200, half whole milliseconds, half with microseconds.
+            var t = Micros.random(in: -2_208_988_800_000_000...7_258_118_400_000_000, using: &rng)
+            if i % 2 == 0 { t -= t % 1000 }
+            let text = Timestamp.format(t)
+            #expect(Timestamp.parse(text) == t, "\(t) → \(text)")
+            let millis = t - ((t % 1000) + 1000) % 1000
+            let reference = iso.string(from: Date(timeIntervalSince1970: Double(millis / 1000) / 1000))
+            #expect(text.prefix(23) == reference.prefix(23), "\(t): \(text) vs Foundation \(reference)")
+        }
+    }
+
+    @Test func formatsDaysLikeTheDatePartOfATimestamp() {
+        #expect(Timestamp.formatDay(20_148) == "2025-03-01")
+        for day in stride(from: -800_000, through: 2_900_000, by: 997) {
+            #expect(Timestamp.formatDay(day) == String(Timestamp.format(Micros(day) * 86_400_000_000).prefix(10)), "day \(day)")
+        }
+    }
 }
 
 @Suite struct Envelope {
