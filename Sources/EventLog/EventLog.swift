@@ -291,6 +291,26 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
+    /// Visits the events at `seqs` (best in ascending order), skipping seqs the log no longer
+    /// holds (compacted away). Reads in chunks of `chunk`, each in one short read transaction.
+    public func forEach(seqs: some Collection<UInt64>, chunk: Int = 4096, _ body: (Event) throws -> Void) throws {
+        let d = Decompressor()
+        var i = seqs.startIndex
+        while i < seqs.endIndex {
+            let end = seqs.index(i, offsetBy: chunk, limitedBy: seqs.endIndex) ?? seqs.endIndex
+            var found: [Event] = []
+            try environment.read { tx in
+                for seq in seqs[i..<end] {
+                    if let e = try tx.withValue(events, key: seq.nativeKey, { r in
+                        try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
+                    }) { found.append(e) }
+                }
+            }
+            for e in found { try body(e) }
+            i = end
+        }
+    }
+
     /// Up to `limit` events with seq ≥ `from`, in order.
     public func events(from: UInt64, limit: Int) throws -> [Event] {
         var out: [Event] = []
@@ -407,6 +427,9 @@ public final class EventLog: @unchecked Sendable {
     public func backup(to destination: String) throws {
         try environment.backup(to: destination, compact: true)
     }
+
+    /// Drops this process's mapping of the log's pages (see `Environment.releaseMappedPages`).
+    public func releaseMappedPages() { environment.releaseMappedPages() }
 
     /// Flushes relaxed-durability commits to disk.
     public func sync() throws { try environment.sync() }

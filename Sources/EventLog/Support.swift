@@ -60,3 +60,22 @@ enum MessageIndex {
         return (hash, seq)
     }
 }
+
+#if os(Linux)
+/// glibc's `mallopt` (not in the Glibc module: it lives in `<malloc.h>`).
+@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
+
+/// Process-wide allocator settings for the long-running folds and imports.
+public enum AllocatorTuning {
+    /// Keeps glibc from handing each batch's multi-megabyte arrays to `mmap` and back to the
+    /// kernel (every batch then page-faults and zeroes fresh pages: `clear_page_erms` in a
+    /// profile); freed memory is reused instead. Call once at start-up.
+    public static func reuseLargeBlocks() {
+        #if os(Linux)
+        let trimThreshold: Int32 = -1, mmapThreshold: Int32 = -3  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+        _ = glibcMallopt(mmapThreshold, 64 << 20)
+        _ = glibcMallopt(trimThreshold, 256 << 20)
+        #endif
+    }
+}

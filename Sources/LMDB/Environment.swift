@@ -196,6 +196,28 @@ public final class Environment: @unchecked Sendable {
         currentMapSize = next
     }
 
+    /// Drops this process's mapping of the environment's pages. They are clean, file-backed
+    /// pages of a shared read-only map: the page cache keeps them and the next read faults
+    /// them back in, but the process's resident set no longer grows with the file while a long
+    /// scan (a rebuild reading the whole log) walks it. Safe while transactions are open.
+    public func releaseMappedPages() {
+        #if os(Linux)
+        // LMDB does not tell where it mapped the file (`me_mapaddr` is only set for a fixed
+        // map): find the mapping of data.mdb in /proc/self/maps.
+        let file = URL(fileURLWithPath: path).appendingPathComponent("data.mdb").resolvingSymlinksInPath().path
+        // Under the gate: the map cannot move (grow) between reading where it is and advising.
+        gate.lockShared()
+        defer { gate.unlockShared() }
+        guard let maps = readWholeFile("/proc/self/maps") else { return }
+        for line in maps.split(separator: "\n") where line.hasSuffix(file) {
+            let range = line.prefix { $0 != " " }.split(separator: "-")
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
+                  let address = UnsafeMutableRawPointer(bitPattern: start) else { continue }
+            _ = madvise(address, Int(end - start), MADV_DONTNEED)
+        }
+        #endif
+    }
+
     /// Flushes data pages to disk (needed after writes under `.relaxed` durability).
     public func sync() throws(LMDBError) {
         try check(mdb_env_sync(env, 1), "mdb_env_sync")
@@ -254,4 +276,21 @@ final class ReadWriteGate: @unchecked Sendable {
     func unlockShared() { pthread_rwlock_unlock(&lock) }
     func lockExclusive() { pthread_rwlock_wrlock(&lock) }
     func unlockExclusive() { pthread_rwlock_unlock(&lock) }
+}
+
+/// The whole content of a file read to its end (/proc files report size 0, and a single read
+/// returns only part of them); nil when it cannot be opened.
+public func readWholeFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        out.append(contentsOf: buffer[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
 }

@@ -84,6 +84,46 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         return (dir, env, db)
     }
 
+    #if os(Linux)
+    /// Resident bytes of this process's mappings of `file` (/proc/self/smaps).
+    static func residentBytes(of file: String) throws -> Int {
+        let smaps = try #require(readWholeFile("/proc/self/smaps"))
+        var inFile = false, total = 0
+        for line in smaps.split(separator: "\n") {
+            if let first = line.first, first.isHexDigit, line.contains("-") && line.split(separator: " ").count >= 5 {
+                inFile = line.hasSuffix(file)
+            } else if inFile, line.hasPrefix("Rss:") {
+                total += (Int(line.split(separator: " ")[1]) ?? 0) * 1024
+            }
+        }
+        return total
+    }
+
+    @Test func releasingMappedPagesShrinksTheResidentSetAndKeepsTheData() throws {
+        let dir = TempDir()
+        let env = try Environment(path: dir.path)
+        let db = try env.openDatabase("kv")
+        let value = [UInt8](repeating: 7, count: 2000)
+        try env.write { tx in for i in 0..<4000 { try tx.put(db, key: bytes(String(format: "k%05d", i)), value: value) } }
+        let file = URL(fileURLWithPath: dir.path).appendingPathComponent("data.mdb").resolvingSymlinksInPath().path
+        var sum = 0
+        try env.read { tx in try tx.scan(db) { _, v in sum += Int(v[0]); return true } }
+        #expect(sum == 4000 * 7)
+        let before = try Self.residentBytes(of: file)
+        #expect(before > 4 << 20, "reading 8 MB of values maps them in (\(before) bytes resident)")
+        env.releaseMappedPages()
+        let after = try Self.residentBytes(of: file)
+        #expect(after < before / 4, "resident \(before) → \(after) bytes")
+        // The data reads back (faulted in again from the page cache), in an open transaction too.
+        sum = 0
+        try env.read { tx in
+            env.releaseMappedPages()
+            try tx.scan(db) { _, v in sum += Int(v.reduce(0) { $0 + Int($1) }) / 2000; return true }
+        }
+        #expect(sum == 4000 * 7)
+    }
+    #endif
+
     @Test func scansForwardFromASeekKey() throws {
         let (_, env, db) = try filled()
         var keys: [UInt64] = []
