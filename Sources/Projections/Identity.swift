@@ -165,6 +165,12 @@ final class CompiledRules: @unchecked Sendable {
     /// Lower is more important.
     func rank(_ type: String) -> Int { ranks[type] ?? wildcardRank }
 
+    /// Priority order: rank, then identifier (a total order: the drop order is its reverse).
+    func precedes(_ a: Identifier, _ b: Identifier) -> Bool {
+        let ra = rank(a.type), rb = rank(b.type)
+        return ra != rb ? ra < rb : a < b
+    }
+
     /// The reason a value is blocked, or nil.
     func blockReason(_ id: Identifier) -> String? {
         // Most identifiers are longer than every blocked value: no lower-casing, no lookup.

@@ -17,6 +17,9 @@ public final class LiveViews: @unchecked Sendable {
     public let log: EventLog
     public let set: ProjectionSet
     private let lock = NSLock()
+    /// Where the tail folds: a thread of its own (not the concurrency pool, not a pooled GCD
+    /// thread that would keep the raised priority for other work), started on first use.
+    private lazy var tailThread = WorkerThread(name: "touchstone.views.tail") { ThreadPriority.raiseCurrent() }
     private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
     private var rebuilding: String?
     /// The replay job started through the API (`POST /v1/admin/replay`): a rebuild on its own
@@ -149,7 +152,10 @@ public final class LiveViews: @unchecked Sendable {
         if events.isEmpty {
             _ = await log.waitForSeq(next, timeout: .seconds(1))
         } else {
-            report(try runner.apply(events))
+            // On a thread of its own: the fold blocks, the concurrency pool must not.
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                tailThread.run { c.resume(with: Result { report(try runner.apply(events)) }) }
+            }
         }
     }
 }
@@ -161,4 +167,42 @@ final class Locked<T>: @unchecked Sendable {
     init(_ v: T) { value = v }
     func get() -> T { lock.withLock { value } }
     func set(_ v: T) { lock.withLock { value = v } }
+}
+
+#if canImport(Glibc)
+import Glibc
+/// glibc's `gettid` (2.30+; not in the Glibc module).
+@_silgen_name("gettid") private func glibcGettid() -> Int32
+#endif
+
+/// A thread running jobs one at a time, in order, until its owner goes away.
+final class WorkerThread: @unchecked Sendable {
+    private let jobs = BlockingQueue<(@Sendable () -> Void)?>(capacity: 64)
+
+    init(name: String, setup: @escaping @Sendable () -> Void) {
+        let jobs = self.jobs
+        let thread = Thread {
+            setup()
+            while let job = jobs.take() { job() }
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    func run(_ job: @escaping @Sendable () -> Void) { _ = jobs.put(job) }
+
+    deinit { _ = jobs.put(nil) }
+}
+
+/// Scheduling priority for the views' tail: under full ingest load it competes with the HTTP
+/// handlers for the cores; a higher priority keeps the views current (the commit-to-visible
+/// lag bounded) and leaves ingestion what the fold does not need.
+enum ThreadPriority {
+    /// Raises the calling thread's priority (nice −10) where the process may (root,
+    /// CAP_SYS_NICE, or RLIMIT_NICE: `LimitNICE=-10` in `Deploy/touchstone.service`); else nothing.
+    static func raiseCurrent() {
+        #if os(Linux)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(glibcGettid()), -10)
+        #endif
+    }
 }

@@ -30,24 +30,65 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     var timeline: Database!
     var links: Database!
 
-    // Pending changes of the batch being folded (an overlay over the committed views).
-    private var indexOverlay: [Identifier: UInt64] = [:]
-    private var stateOverlay: [UInt64: ProfileState] = [:]
-    private var deleted: Set<UInt64> = []
-    private var mergedOverlay: [UInt64: UInt64] = [:]
-    private var timelineAdds: [(UInt64, UInt64)] = []
-    private var linkAdds: [(UInt64, UInt64, [UInt8])] = []
-    /// Profiles (and the profiles merged into them) whose timeline and links an erasure removes.
-    private var purged: Set<UInt64> = []
+    /// The pending changes of one batch: an overlay over the committed views.
+    final class Layer: @unchecked Sendable {
+        var indexOverlay: [Identifier: UInt64] = [:]
+        var stateOverlay: [UInt64: ProfileState] = [:]
+        var deleted: Set<UInt64> = []
+        var mergedOverlay: [UInt64: UInt64] = [:]
+        var timelineAdds: [(UInt64, UInt64)] = []
+        var linkAdds: [(UInt64, UInt64, [UInt8])] = []
+        /// Profiles (and the profiles merged into them) whose timeline and links an erasure removes.
+        var purged: Set<UInt64> = []
+        // What the batch did, for projections that fold after this one (segments, KPIs):
+        /// (seq, profile id) of every event folded into a profile, in order.
+        var assignments: [(seq: UInt64, profile: UInt64)] = []
+        /// (absorbed, survivor) of every merge, in order.
+        var merges: [(absorbed: UInt64, survivor: UInt64)] = []
+        /// Profiles erased in this batch (a `Profile Erased` system event), in order.
+        var erasures: [UInt64] = []
+        /// The fields of the batch's events (read once), from the seq of its first event.
+        var batch: (firstSeq: UInt64, pre: Precomputed)?
+    }
 
-    // What the batch being folded did, for projections that fold after this one (segments,
-    // KPIs) in the same batch: which profile each event went to, which profiles merged.
-    /// (seq, profile id) of every event folded into a profile, in order.
-    private(set) var assignments: [(seq: UInt64, profile: UInt64)] = []
-    /// (absorbed, survivor) of every merge, in order.
-    private(set) var merges: [(absorbed: UInt64, survivor: UInt64)] = []
-    /// Profiles erased in this batch (a `Profile Erased` system event), in order.
-    private(set) var erasures: [UInt64] = []
+    /// The batch being folded.
+    private var current = Layer()
+    /// A batch folded and sealed, not yet committed: the projections folding after this one
+    /// read it, `write` writes it, and (in a pipelined catch-up) the next batch folds on top of
+    /// it while it commits. Never mutated once sealed.
+    private var sealedLayer: Layer? {
+        get { sealLock.withLock { _sealed } }
+        set { sealLock.withLock { _sealed = newValue } }
+    }
+    private var _sealed: Layer?
+    private let sealLock = NSLock()
+    /// The sealed layer the current fold reads through (captured when the fold starts; the
+    /// runner drops the sealed layer, in `didCommit`, only between folds).
+    private var below: Layer?
+
+    private var indexOverlay: [Identifier: UInt64] { get { current.indexOverlay } _modify { yield &current.indexOverlay } }
+    private var stateOverlay: [UInt64: ProfileState] { get { current.stateOverlay } _modify { yield &current.stateOverlay } }
+    private var deleted: Set<UInt64> { get { current.deleted } _modify { yield &current.deleted } }
+    private var mergedOverlay: [UInt64: UInt64] { get { current.mergedOverlay } _modify { yield &current.mergedOverlay } }
+    private var timelineAdds: [(UInt64, UInt64)] { get { current.timelineAdds } _modify { yield &current.timelineAdds } }
+    private var linkAdds: [(UInt64, UInt64, [UInt8])] { get { current.linkAdds } _modify { yield &current.linkAdds } }
+    private var purged: Set<UInt64> { get { current.purged } _modify { yield &current.purged } }
+
+    /// The layer projections folding after this one read: the sealed batch (the current one
+    /// when nothing is sealed).
+    private var visible: Layer { sealedLayer ?? current }
+    /// (seq, profile id) of every event of the sealed batch folded into a profile, in order.
+    var assignments: [(seq: UInt64, profile: UInt64)] { visible.assignments }
+    /// (absorbed, survivor) of every merge of the sealed batch, in order.
+    var merges: [(absorbed: UInt64, survivor: UInt64)] { visible.merges }
+    /// Profiles erased in the sealed batch, in order.
+    var erasures: [UInt64] { visible.erasures }
+
+    /// The fields of `events` as this projection read them, when it folded exactly these events.
+    func fields(of events: ArraySlice<Event>) -> Precomputed? {
+        guard let b = visible.batch, let first = events.first, b.firstSeq == first.seq, b.pre.items.count == events.count else { return nil }
+        return b.pre
+    }
 
     public init(rules: IdentityRules = .default) {
         self.rules = CompiledRules(rules)
@@ -62,23 +103,38 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     }
 
     public func reset() {
-        indexOverlay.removeAll(keepingCapacity: true)
-        stateOverlay.removeAll(keepingCapacity: true)
-        deleted.removeAll(keepingCapacity: true)
-        mergedOverlay.removeAll(keepingCapacity: true)
-        timelineAdds.removeAll(keepingCapacity: true)
-        linkAdds.removeAll(keepingCapacity: true)
-        assignments.removeAll(keepingCapacity: true)
-        merges.removeAll(keepingCapacity: true)
-        erasures.removeAll(keepingCapacity: true)
-        purged.removeAll(keepingCapacity: true)
+        current = Layer()
+        sealedLayer = nil
+        below = nil
     }
 
-    /// A profile's state as of the batch folded so far (pending changes included); nil when
-    /// there is no such live profile. For projections folding after this one.
+    public func seal() {
+        sealedLayer = current
+        current = Layer()
+        below = nil
+    }
+
+    public func didCommit() {
+        sealedLayer = nil
+    }
+
+    /// A profile's state as of the sealed batch (pending changes included); nil when there is
+    /// no such live profile. For projections folding after this one; read-only.
     func state(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState? {
-        if deleted.contains(pid) { return nil }
-        if let s = stateOverlay[pid] { return s }
+        let layer = visible
+        if layer.deleted.contains(pid) { return nil }
+        if let s = layer.stateOverlay[pid] { return s }
+        return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
+    }
+
+    /// A profile's state as the batch being folded sees it (its own changes, then the sealed
+    /// batch's, then the views); read-only.
+    private func foldState(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState? {
+        for layer in [current, below] {
+            guard let layer else { continue }
+            if layer.deleted.contains(pid) { return nil }
+            if let s = layer.stateOverlay[pid] { return s }
+        }
         return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
     }
 
@@ -86,6 +142,9 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     func profileID(of id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? { try lookup(id, tx) }
 
     public func write(_ tx: borrowing WriteTransaction) throws {
+        let layer = visible
+        let indexOverlay = layer.indexOverlay, deleted = layer.deleted, stateOverlay = layer.stateOverlay
+        let mergedOverlay = layer.mergedOverlay, timelineAdds = layer.timelineAdds, linkAdds = layer.linkAdds, purged = layer.purged
         for (id, pid) in indexOverlay {
             if pid == 0 { _ = try tx.delete(identity, key: id.key) } else { try tx.put(identity, key: id.key, value: pid.nativeKey) }
         }
@@ -126,9 +185,12 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         var dropped: [(String, String, String)] = []
         // The stateless part, when a reader thread computed it ahead for exactly these events.
         let pre = events.first.flatMap { ahead.take(firstSeq: $0.seq) }.flatMap { $0.items.count == events.count ? $0 : nil }
+            ?? Precomputed(items: events.map(precompute))
+        if let first = events.first { current.batch = (first.seq, pre) }
+        below = sealedLayer
         for (i, e) in events.enumerated() {
-            let item: Precomputed.Item
-            if let pre { item = pre.items[i] } else { item = Self.precompute(e) }
+            let item = pre.items[i]
+            if item.ignored { continue }
             found = item.found
             dropped = item.dropped
             if let error = try fold(e, item.fields, tx, &found, &dropped) {
@@ -147,15 +209,32 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             var fields: EventFields
             var found: [FoundIdentifier]
             var dropped: [(String, String, String)]
+            /// A track event the identity rules ignore (e.g. marketing spend).
+            var ignored: Bool
         }
         var items: [Item]
     }
 
-    static func precompute(_ e: Event) -> Precomputed.Item {
+    /// Fields, identifiers without the blocked ones, highest priority first: all that does
+    /// not depend on the views.
+    func precompute(_ e: Event) -> Precomputed.Item {
         let fields = EventFields(e.view)
         var found: [FoundIdentifier] = [], dropped: [(String, String, String)] = []
-        if e.type != .system { IdentifierExtractor.extract(fields, into: &found, dropped: &dropped) }
-        return Precomputed.Item(fields: fields, found: found, dropped: dropped)
+        guard e.type != .system else { return Precomputed.Item(fields: fields, found: [], dropped: [], ignored: false) }
+        if e.type == .track, !rules.ignored.isEmpty, let name = fields.event?.stringValue, rules.ignored.contains(name) {
+            return Precomputed.Item(fields: fields, found: [], dropped: [], ignored: true)
+        }
+        IdentifierExtractor.extract(fields, into: &found, dropped: &dropped)
+        // Blocked values never identify anyone.
+        found.removeAll { f in
+            if let reason = rules.blockReason(f.id) {
+                dropped.append((f.id.description, f.origin, reason))
+                return true
+            }
+            return false
+        }
+        found.sort { rules.precedes($0.id, $1.id) }
+        return Precomputed.Item(fields: fields, found: found, dropped: dropped, ignored: false)
     }
 
     /// Batches computed ahead, by the seq of their first event.
@@ -177,7 +256,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     /// fold of the batch only resolves and applies. Thread-safe; pure.
     public func computeAhead(_ events: [Event]) {
         guard let first = events.first else { return }
-        ahead.put(first.seq, Precomputed(items: events.map(Self.precompute)))
+        ahead.put(first.seq, Precomputed(items: events.map(precompute)))
     }
 
     /// Folds one event; returns why it could not be applied, or nil.
@@ -188,29 +267,22 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             if fields.event?.isString("Profile Erased") == true { try erase(view, tx) }
             return nil
         }
-        if e.type == .track, !rules.ignored.isEmpty, let name = fields.event?.stringValue, rules.ignored.contains(name) { return nil }
         // alias: previousId is a user id or an anonymous id — whichever the index knows.
+        // (The other identifiers come unblocked and sorted, highest priority first, from `precompute`.)
         if e.type == .alias, let prev = fields.previousId?.scalarText?.trimmingWhitespace(), !prev.isEmpty {
             let asUser = Identifier(type: "user_id", value: prev)
             let id = try lookup(asUser, tx) != nil ? asUser : Identifier(type: "anonymous_id", value: prev)
-            if !found.contains(where: { $0.id == id }) { found.append(FoundIdentifier(id: id, origin: "previousId")) }
-        }
-        // Blocked values never identify anyone.
-        found.removeAll { f in
-            if let reason = rules.blockReason(f.id) {
-                dropped.append((f.id.description, f.origin, reason))
-                return true
+            if !found.contains(where: { $0.id == id }) && !dropped.contains(where: { $0.0 == id.description }) {
+                if let reason = rules.blockReason(id) {
+                    dropped.append((id.description, "previousId", reason))
+                } else {
+                    found.insert(FoundIdentifier(id: id, origin: "previousId"), at: found.firstIndex { rules.precedes(id, $0.id) } ?? found.endIndex)
+                }
             }
-            return false
         }
         guard !found.isEmpty else {
             return dropped.isEmpty ? "no identifier (userId, anonymousId, email, phone, device or external id)"
                 : "no usable identifier: " + dropped.map { "\($0.0) (\($0.2))" }.joined(separator: ", ")
-        }
-        // Highest priority first; the drop order is the reverse.
-        found.sort { a, b in
-            let ra = rules.rank(a.id.type), rb = rules.rank(b.id.type)
-            return ra != rb ? ra < rb : a.id < b.id
         }
 
         // Resolve, dropping the lowest-priority identifier involved while a limit would break.
@@ -243,7 +315,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
                 stateOverlay[other] = nil
                 deleted.insert(other)
                 notes.append("merged p\(other) into p\(survivor)")
-                merges.append((other, survivor))
+                current.merges.append((other, survivor))
                 linkAdds.append((other, e.seq, Self.linkRecord(["merged into p\(survivor)"], [])))
             }
         } else {
@@ -257,7 +329,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         deleted.remove(state.id)
         stateOverlay[state.id] = state
         timelineAdds.append((state.id, e.seq))
-        assignments.append((e.seq, state.id))
+        current.assignments.append((e.seq, state.id))
         if !notes.isEmpty || !dropped.isEmpty {
             linkAdds.append((state.id, e.seq, Self.linkRecord(notes, dropped)))
         }
@@ -305,8 +377,10 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     private func erase(_ view: JSONView, _ tx: borrowing ReadTransaction) throws {
         guard let text = view["properties"]?["profile_id"]?.stringValue, text.hasPrefix("p"), let named = UInt64(text.dropFirst()) else { return }
         var pid = named
-        if let s = mergedOverlay[named], s != 0 { pid = s } else if let s = try tx.withValue(merged, key: named.nativeKey, { UInt64(nativeKey: $0) }) { pid = s }
-        guard let state = try state(pid, tx) else { return }  // erased before, or never existed (compacted away)
+        if let s = mergedOverlay[named] ?? below?.mergedOverlay[named] {
+            if s != 0 { pid = s }
+        } else if let s = try tx.withValue(merged, key: named.nativeKey, { UInt64(nativeKey: $0) }) { pid = s }
+        guard let state = try foldState(pid, tx) else { return }  // erased before, or never existed (compacted away)
         for id in state.identifiers { indexOverlay[id] = 0 }
         stateOverlay[pid] = nil
         deleted.insert(pid)
@@ -316,16 +390,18 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         }
         timelineAdds.removeAll { purged.contains($0.0) }
         linkAdds.removeAll { purged.contains($0.0) }
-        erasures.append(pid)
+        current.erasures.append(pid)
     }
 
     private func lookup(_ id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? {
-        if let pid = indexOverlay[id] { return pid == 0 ? nil : pid }
+        if let pid = indexOverlay[id] ?? below?.indexOverlay[id] { return pid == 0 ? nil : pid }
         return try tx.withValue(identity, key: id.key) { UInt64(nativeKey: $0) }
     }
 
     private func load(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState {
         if let s = stateOverlay[pid] { return s }
+        // The sealed batch's states are read-only (it may be committing): fold a copy.
+        if let s = below?.stateOverlay[pid] { return s.copy() }
         guard let s = try tx.withValue(profiles, key: pid.nativeKey, { try ProfileState.decode($0) }) else {
             throw ViewsError("the identity index names profile p\(pid), which is missing: the views are damaged; rebuild them")
         }

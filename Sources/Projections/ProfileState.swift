@@ -56,6 +56,19 @@ final class ProfileState {
 
     init(id: UInt64) { self.id = id }
 
+    /// An independent copy (every stored property: keep in step with the list above; a test
+    /// checks a fully populated state's copy encodes the same).
+    func copy() -> ProfileState {
+        let c = ProfileState(id: id)
+        c.merged = merged; c.identifiers = identifiers; c.traits = traits
+        c.firstSeen = firstSeen; c.lastSeen = lastSeen; c.eventCount = eventCount; c.channels = channels
+        c.orderIDs = orderIDs; c.orderCount = orderCount; c.revenue = revenue
+        c.firstOrderAt = firstOrderAt; c.lastOrderAt = lastOrderAt
+        c.refundCount = refundCount; c.refundTotal = refundTotal; c.categories = categories; c.products = products
+        c.lastCheckoutAt = lastCheckoutAt; c.loyaltyPoints = loyaltyPoints; c.nps = nps; c.csat = csat; c.consent = consent
+        return c
+    }
+
     func count(of type: String) -> Int { identifiers.reduce(0) { $0 + ($1.type == type ? 1 : 0) } }
 
     func insertIdentifier(_ id: Identifier) -> Bool {

@@ -11,9 +11,11 @@ import LMDB
 /// A fold of the log into views.
 ///
 /// The runner calls, per batch: `fold` (events after the projection's checkpoint, in order,
-/// with a read transaction on the views as last committed), then `write` inside the batch's
-/// write transaction (which may run more than once if the map grows — it must only write
-/// what `fold` computed), then `reset`.
+/// with a read transaction on the views as last committed), `seal`, then `write` inside the
+/// batch's write transaction (which may run more than once if the map grows — it must only
+/// write what `fold` computed), then `didCommit` (or `reset` when the commit failed).
+/// Catching up, the runner folds the first projection's next batch while the others fold
+/// and commit the sealed one.
 public protocol Projection: AnyObject {
     /// A stable name: the key of its checkpoint and failures.
     var name: String { get }
@@ -29,16 +31,28 @@ public protocol Projection: AnyObject {
     func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure]
     /// Writes the pending changes.
     func write(_ tx: borrowing WriteTransaction) throws
-    /// Drops the pending changes (after the commit, or when it failed).
+    /// Drops every pending change (when a commit failed or conflicted).
     func reset()
+    /// Marks the end of folding a batch: its changes are what `write` writes and what the
+    /// projections after this one read. A projection whose next batch may fold while this
+    /// one commits keeps them apart from the next batch's. Default: nothing.
+    func seal()
+    /// The batch's write committed: drop what `write` wrote. Default: `reset()`.
+    func didCommit()
     /// Called on the runner's reader thread with the next batch while the previous one folds:
     /// a projection may do the batch's stateless work here (thread-safe, touching no fold
     /// state) and pick it up in `fold`. Optional.
     func computeAhead(_ events: [Event])
+    /// Gives the projection the log it folds, for work that needs more than the batch (e.g.
+    /// segments re-reading history for a new definition). Called by the runner before folding.
+    func attach(log: EventLog)
 }
 
 extension Projection {
     public func computeAhead(_ events: [Event]) {}
+    public func attach(log: EventLog) {}
+    public func seal() {}
+    public func didCommit() { reset() }
 }
 
 /// An event a projection could not apply: recorded, counted, skipped.

@@ -29,7 +29,12 @@ public final class ProjectionRunner: @unchecked Sendable {
         self.generation = generation
         self.batchSize = batchSize
         applied = AppliedSeq(try generation.appliedSeq())
+        for p in generation.projections { p.attach(log: log) }
     }
+
+    /// File-backed resident memory (the log's and views' mapped pages) above which a fold lets
+    /// go of them.
+    static let mappedBudget = 512 << 20
 
     /// The seq every projection has applied.
     public var appliedSeq: UInt64 { applied.value }
@@ -66,6 +71,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         let batch = batchSize
         let projections = UncheckedBox(generation.projections)  // computeAhead is thread-safe
         let cuts = (boundaries ?? []).filter { $0 > from && $0 < end } + [end]
+        let views = generation.environment
         let reader = Thread { [log] in
             do {
                 var next = from + 1
@@ -86,6 +92,13 @@ public final class ProjectionRunner: @unchecked Sendable {
                     if boundaries != nil && count == 0 && stop < end { next = stop + 1; continue }
                     if count == 0 { break }
                     next = scanned + 1
+                    // A long fold reads the whole log and much of the views through their maps:
+                    // let go of those pages when they pass a budget, so the resident set stays
+                    // bounded whatever the log's length (the page cache still holds them).
+                    if ResidentMemory.fileBacked() > Self.mappedBudget {
+                        log.releaseMappedPages()
+                        views.releaseMappedPages()
+                    }
                     for p in projections.value { p.computeAhead(events) }
                     if !queue.put(.batch(events, scanned)) { return }
                 }
@@ -98,42 +111,137 @@ public final class ProjectionRunner: @unchecked Sendable {
         reader.start()
         defer { queue.close() }
         var last = from
-        while true {
-            switch queue.take() {
-            case .end: return last - from
-            case .failure(let e): throw e
-            case .batch(let events, let scanned):
-                if shouldStop() { throw RebuildStopped() }
-                let report = try apply(events)
-                last = scanned
-                onBatch(scanned, report)
+        let g = generation
+        let checkpoints = try g.environment.read { tx in try g.projections.map { try g.checkpoint($0.name, tx) } }
+        guard g.projections.count > 1, Set(checkpoints).count == 1 else {
+            // One projection, or projections at different checkpoints: one batch at a time.
+            while true {
+                switch queue.take() {
+                case .end: return last - from
+                case .failure(let e): throw e
+                case .batch(let events, let scanned):
+                    if shouldStop() { throw RebuildStopped() }
+                    let report = try apply(events)
+                    last = scanned
+                    onBatch(scanned, report)
+                }
             }
         }
+
+        // Pipelined: the first projection (profiles) folds batch k+1 on this thread, on top of
+        // batch k's sealed changes, while a second thread folds the others over batch k and
+        // commits it. One batch in flight: k+1 is sealed only once k is committed.
+        let finisher = Finisher()
+        var expected = checkpoints[0]
+        var inFlight: UInt64?
+        func drain() throws {
+            guard let scanned = inFlight else { return }
+            inFlight = nil
+            guard let report = try finisher.wait() else { throw PipelineConflict() }
+            // Here, between folds, not on the finisher: the next fold must read either the
+            // sealed batch or views that hold it, never a snapshot from before its commit
+            // without it.
+            for p in g.projections { p.didCommit() }
+            last = scanned
+            onBatch(scanned, report)
+        }
+        do {
+            while true {
+                switch queue.take() {
+                case .end:
+                    try drain()
+                    return last - from
+                case .failure(let e): throw e
+                case .batch(let events, let scanned):
+                    if shouldStop() {
+                        try drain()
+                        throw RebuildStopped()
+                    }
+                    let slice = events[events.partitioningIndex { $0.seq > expected }...]
+                    guard let lastEvent = slice.last else {
+                        try drain()
+                        last = scanned
+                        onBatch(scanned, BatchReport(events: 0, lastSeq: applied.value, lagMicros: 0, failures: [], perProjection: [:]))
+                        continue
+                    }
+                    let first = g.projections[0]
+                    let failures = try g.environment.read { tx in try first.fold(slice, tx) }
+                    try drain()
+                    for p in g.projections { p.seal() }
+                    let job = Batch(events: Array(slice), work: g.projections.map { ($0, slice) }, firstFailures: failures,
+                                    seen: Array(repeating: expected, count: g.projections.count))
+                    finisher.submit { try self.finish(job) }
+                    inFlight = scanned
+                    expected = lastEvent.seq
+                }
+            }
+        } catch {
+            if inFlight != nil { _ = try? finisher.wait() }
+            for p in g.projections { p.reset() }
+            guard error is PipelineConflict else { throw error }
+            // Another process applied batches meanwhile: go on from where the views are now.
+            queue.close()
+            let now = try g.appliedSeq()
+            return (now - from) + (try fold(from: now, through: end, until: until, boundaries: boundaries, shouldStop: shouldStop, onBatch: onBatch))
+        }
+    }
+
+    /// One batch through the runner: the events, each projection's share, the first one's
+    /// failures (it folded already), and the checkpoints the fold saw.
+    struct Batch: @unchecked Sendable {
+        var events: [Event]
+        var work: [(any Projection, ArraySlice<Event>)]
+        var firstFailures: [ProjectionFailure]
+        var seen: [UInt64]
     }
 
     /// Applies one batch of events (in seq order) to every projection not past them.
     @discardableResult
     public func apply(_ events: [Event]) throws -> BatchReport {
-        guard let last = events.last else {
+        guard !events.isEmpty else {
             return BatchReport(events: 0, lastSeq: applied.value, lagMicros: 0, failures: [], perProjection: [:])
         }
         let g = generation
         var work: [(any Projection, ArraySlice<Event>)] = []
-        var failures: [[ProjectionFailure]] = []
         var seen: [UInt64] = []
-        try g.environment.read { tx in
-            for p in g.projections {
-                let cp = try g.checkpoint(p.name, tx)
-                seen.append(cp)
-                let from = events.partitioningIndex { $0.seq > cp }
-                guard from < events.count else { continue }
-                work.append((p, events[from...]))
+        var firstFailures: [ProjectionFailure] = []
+        do {
+            try g.environment.read { tx in
+                for p in g.projections {
+                    let cp = try g.checkpoint(p.name, tx)
+                    seen.append(cp)
+                    let from = events.partitioningIndex { $0.seq > cp }
+                    guard from < events.count else { continue }
+                    work.append((p, events[from...]))
+                }
+                // The first projection (profiles) folds first; the ones after it read only its
+                // results, not each other's, so they fold side by side on the other cores.
+                guard let first = work.first else { return }
+                firstFailures = try first.0.fold(first.1, tx)
             }
-            // The first projection (profiles) folds first; the ones after it read only its
-            // results, not each other's, so they fold side by side on the other cores.
-            guard let first = work.first else { return }
-            failures.append(try first.0.fold(first.1, tx))
+            for p in g.projections { p.seal() }
+            if let report = try finish(Batch(events: events, work: work, firstFailures: firstFailures, seen: seen)) {
+                for p in g.projections { p.didCommit() }
+                return report
+            }
+        } catch {
+            for p in g.projections { p.reset() }
+            throw error
         }
+        // Another process (a replay tool, a CLI query) applied these events since the fold
+        // read the views: fold again from the new state.
+        for p in g.projections { p.reset() }
+        return try apply(events)
+    }
+
+    /// Folds the projections after the first over a sealed batch and commits every
+    /// projection's changes with their checkpoints in one transaction (the caller then calls
+    /// `didCommit` on its thread). Nil when another process
+    /// moved a checkpoint since `seen` (nothing written; the caller resets and refolds).
+    private func finish(_ batch: Batch) throws -> BatchReport? {
+        let g = generation
+        let work = batch.work
+        var failures: [[ProjectionFailure]] = work.isEmpty ? [] : [batch.firstFailures]
         let rest = Array(work.dropFirst())
         if rest.count == 1 {
             failures.append(try g.environment.read { tx in try rest[0].0.fold(rest[0].1, tx) })
@@ -146,11 +254,9 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
             for r in results.values { failures.append(try r.get()) }
         }
-        defer { for p in g.projections { p.reset() } }
+        let last = batch.events.last!
         let conflict: Bool = try g.environment.write { tx in
-            // Another process (a replay tool, a CLI query) may have applied these events since
-            // the fold read the views: then write nothing and fold again from the new state.
-            for (i, p) in g.projections.enumerated() where try g.checkpoint(p.name, tx) != seen[i] { return true }
+            for (i, p) in g.projections.enumerated() where try g.checkpoint(p.name, tx) != batch.seen[i] { return true }
             for (i, (p, _)) in work.enumerated() {
                 try p.write(tx)
                 try g.writeProgress(tx, p, seq: last.seq, failures: failures[i])
@@ -158,16 +264,13 @@ public final class ProjectionRunner: @unchecked Sendable {
             if !work.isEmpty { try g.recordBatchEnd(tx, last.seq) }
             return false
         }
-        if conflict {
-            for p in g.projections { p.reset() }
-            return try apply(events)
-        }
+        if conflict { return nil }
         applied.advance(to: try g.appliedSeq())
         let now = nowMicros()
-        let lag = max(0, now - (events.map(\.receivedAt).max() ?? now))
+        let lag = max(0, now - (batch.events.map(\.receivedAt).max() ?? now))
         var per: [String: Int] = [:]
         for (p, s) in work { per[p.name] = s.count }
-        return BatchReport(events: events.count, lastSeq: last.seq, lagMicros: lag, failures: failures.flatMap { $0 }, perProjection: per)
+        return BatchReport(events: batch.events.count, lastSeq: last.seq, lagMicros: lag, failures: failures.flatMap { $0 }, perProjection: per)
     }
 
     /// Tails the log from the views' checkpoint until the task is cancelled, applying each
@@ -283,4 +386,40 @@ final class ParallelResults<T>: @unchecked Sendable {
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ v: T) { value = v }
+}
+
+/// Another process moved a checkpoint while a pipelined catch-up had a batch in flight.
+struct PipelineConflict: Error {}
+
+/// Runs one job at a time on a background thread; `wait` returns its result.
+final class Finisher: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "touchstone.views.finisher")
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<BatchReport?, Error> = .success(nil)
+
+    func submit(_ job: @escaping () throws -> BatchReport?) {
+        let box = UncheckedBox(job)
+        queue.async {
+            self.result = Result { try box.value() }
+            self.done.signal()
+        }
+    }
+
+    /// Waits for the submitted job (call once per `submit`).
+    func wait() throws -> BatchReport? {
+        done.wait()
+        return try result.get()
+    }
+}
+
+/// The process's resident memory.
+enum ResidentMemory {
+    /// Resident file-backed and shared pages, in bytes (`/proc/self/statm`'s third field); 0
+    /// where unknown.
+    static func fileBacked() -> Int {
+        guard let text = readWholeFile("/proc/self/statm") else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 2, let pages = Int(fields[2]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
 }

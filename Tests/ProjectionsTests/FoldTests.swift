@@ -2,7 +2,7 @@ import EventLog
 import Foundation
 import JSONCore
 import LMDB
-import Projections
+@testable import Projections
 import Testing
 
 @Suite(.serialized) struct FoldTests {
@@ -45,6 +45,29 @@ import Testing
         // Every customer is exactly one profile: no leftover fragments holding their events.
         #expect(try v.profiles.count() == seen.count)
         #expect(Int64(orders) == truth["orders"]?.intValue)
+    }
+
+    /// A pipelined catch-up folds the next batch on copies of the sealed batch's states: a
+    /// copy must carry every field.
+    @Test func aProfileStateCopyEncodesLikeTheOriginal() throws {
+        let (s, _) = try Self.datagenLog(customers: 120, seed: 3)
+        let g = try ViewStore(dataDirectory: s.dir).open("copy", set: ProjectionSet())
+        try ProjectionRunner(log: s.log, generation: g).catchUp()
+        let p = try #require(g.projection(named: ProfileProjection.projectionName) as? ProfileProjection)
+        var checked = 0
+        var traits = 0, orders = 0, consent = 0
+        try g.environment.read { tx in
+            try tx.scan(p.profiles) { _, v in
+                let state = try ProfileState.decode(v)
+                #expect(state.copy().encode() == Array(v.bindMemory(to: UInt8.self)), "profile p\(state.id)")
+                checked += 1
+                traits += state.traits.isEmpty ? 0 : 1
+                orders += state.orderCount > 0 ? 1 : 0
+                consent += state.consent.isEmpty ? 0 : 1
+                return true
+            }
+        }
+        #expect(checked >= 100 && traits > 0 && orders > 0 && consent > 0)
     }
 
     @Test func replayingTheSameLogGivesByteIdenticalViewsWhateverTheBatchSize() throws {

@@ -257,7 +257,7 @@ extension LiveViews {
                 let g = try store.open(name, set: ProjectionSet())
                 try ProjectionRunner(log: s.log, generation: g, batchSize: batch).catchUp()
                 let reader = try SegmentReader(g)
-                let full = try reader.fullRecompute()
+                let full = try reader.fullRecompute(log: s.log)
                 for key in ["active30", "pos_buyers", "quiet", "pro_not_quiet", "range", "churn_risk", "new_customers", "cart_abandoners"] {
                     #expect(Set(try reader.allMembers(key)) == (full[key] ?? []), "round \(round) batch \(batch) segment \(key)")
                 }

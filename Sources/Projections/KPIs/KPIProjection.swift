@@ -87,13 +87,15 @@ struct KPICell: Equatable {
 }
 
 /// KPIs per day × channel, with week and month cells kept alongside (distinct counts such as
-/// active customers are not additive, so each granularity has its own distinct keys).
+/// active customers are not additive, so each granularity is counted on its own).
 /// Channel `""` is every channel together (`all` in the API). Folds after `ProfileProjection`.
 ///
 /// Databases:
 /// - `kpi_cells`: channel NUL granularity period BE → `KPICell`
-/// - `kpi_keys`: kind granularity period BE channel NUL pid BE → empty: exact distinct counts
-///   (kind 0 active, 1 ordering, 2 returning-ordering; kind 3: cohort BE month BE pid BE)
+/// - `kpi_activity`: pid BE → `Activity`: the days the customer was active, ordered and
+///   ordered again, per channel, and the (cohort, month) pairs counted: exact distinct counts
+///   (a customer is new in a week or month when none of its days falls there yet) from one
+///   small record per customer instead of a key per customer, period and channel
 /// - `kpi_customers`: pid BE → first order day, its channel, order count
 /// - `kpi_orders`: order id → empty (an order counts once)
 /// - `kpi_cohorts`: cohort month BE ‖ month BE → customers of the cohort who ordered that month
@@ -104,13 +106,13 @@ struct KPICell: Equatable {
 public final class KPIProjection: Projection, @unchecked Sendable {
     public static let projectionName = "kpis"
     public var name: String { Self.projectionName }
-    public let version = 1
+    public let version = 2
     public var configurationDigest: String { "kpis-1" }
-    public let databaseNames = ["kpi_cells", "kpi_keys", "kpi_customers", "kpi_orders", "kpi_cohorts"]
+    public let databaseNames = ["kpi_cells", "kpi_activity", "kpi_customers", "kpi_orders", "kpi_cohorts"]
 
     let profiles: ProfileProjection
     var cellsDB: Database!
-    var keysDB: Database!
+    var activityDB: Database!
     var customersDB: Database!
     var ordersDB: Database!
     var cohortsDB: Database!
@@ -119,19 +121,18 @@ public final class KPIProjection: Projection, @unchecked Sendable {
 
     public func open(_ environment: Environment) throws {
         cellsDB = try environment.openDatabase("kpi_cells")
-        keysDB = try environment.openDatabase("kpi_keys")
+        activityDB = try environment.openDatabase("kpi_activity")
         customersDB = try environment.openDatabase("kpi_customers")
         ordersDB = try environment.openDatabase("kpi_orders")
         cohortsDB = try environment.openDatabase("kpi_cohorts")
     }
 
     struct CellKey: Hashable { var channel: String; var gran: UInt8; var period: Int32 }
-    struct DistinctKey: Hashable { var kind: UInt8; var gran: UInt8; var period: Int32; var channel: String; var pid: UInt64 }
     struct Customer: Equatable { var firstDay: Int32; var channel: String; var orders: Int64 }
 
     private var cells: [CellKey: KPICell] = [:]
-    private var newKeys: Set<DistinctKey> = []
-    private var knownKeys: [DistinctKey: Bool] = [:]
+    /// Activity records loaded or changed in the batch; nil = deleted (merged away, erased).
+    private var activities: [UInt64: Activity?] = [:]
     private var customers: [UInt64: Customer?] = [:]
     private var newOrders: Set<String> = []
     private var cohorts: [UInt64: Int64] = [:]
@@ -139,8 +140,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     public func reset() {
         cells.removeAll(keepingCapacity: true)
         deltas.removeAll(keepingCapacity: true)
-        newKeys.removeAll(keepingCapacity: true)
-        knownKeys.removeAll(keepingCapacity: true)
+        activities.removeAll(keepingCapacity: true)
         customers.removeAll(keepingCapacity: true)
         newOrders.removeAll(keepingCapacity: true)
         cohorts.removeAll(keepingCapacity: true)
@@ -156,9 +156,6 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     }
 
     static func cellKey(_ k: CellKey) -> [UInt8] { Array(k.channel.utf8) + [0, k.gran] + period(k.period) }
-    static func distinctKey(_ k: DistinctKey) -> [UInt8] {
-        [k.kind, k.gran] + period(k.period) + Array(k.channel.utf8) + [0] + k.pid.be
-    }
 
     private func cell(_ k: CellKey, _ tx: borrowing ReadTransaction) throws -> KPICell {
         if let c = cells[k] { return c }
@@ -189,30 +186,25 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         deltas.removeAll(keepingCapacity: true)
     }
 
-    private func exists(_ k: DistinctKey, _ tx: borrowing ReadTransaction) throws -> Bool {
-        if let known = knownKeys[k] { return known }
-        let e = try tx.withValue(keysDB, key: Self.distinctKey(k)) { _ in true } ?? false
-        knownKeys[k] = e
-        return e
+    private func activity(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> Activity {
+        if let a = activities[pid], let a { return a }
+        let a = try tx.withValue(activityDB, key: pid.be) { try Activity.decode($0) } ?? Activity()
+        activities[pid] = .some(a)
+        return a
     }
 
-    /// Marks `k`; true when it is new.
-    private func mark(_ k: DistinctKey, _ tx: borrowing ReadTransaction) throws -> Bool {
-        if try exists(k, tx) { return false }
-        knownKeys[k] = true
-        newKeys.insert(k)
-        return true
-    }
-
-    /// Counts `pid` once per period and channel in `field` (distinct `kind`).
+    /// Counts `pid` once per period and channel in `field` (distinct `kind`): in the day's cell
+    /// when the day is new for it, in the week's and month's when no other day of theirs is.
     private func distinct(_ kind: UInt8, _ field: Int, _ pid: UInt64, day: Int, channels: [String], _ tx: borrowing ReadTransaction) throws {
-        // Keys are marked for every granularity and both channels at once: when the day's key
-        // for this channel exists, so do the others.
-        if try exists(DistinctKey(kind: kind, gran: Granularity.day.rawValue, period: Int32(day), channel: channels[1], pid: pid), tx) { return }
-        for g in Granularity.allCases {
-            let p = Int32(g.period(ofDay: day))
-            for ch in channels where try mark(DistinctKey(kind: kind, gran: g.rawValue, period: p, channel: ch, pid: pid), tx) {
-                let k = CellKey(channel: ch, gran: g.rawValue, period: p)
+        let a = try activity(pid, tx)
+        let d = Int32(day)
+        // The channel's day implies the all-channel day: one lookup for the common case.
+        if a.contains(kind, channels[1], d) { return }
+        for ch in channels {
+            let (fresh, week, month) = a.insert(kind, ch, d)
+            guard fresh else { continue }
+            for (g, new) in [(Granularity.day, true), (.week, week), (.month, month)] where new {
+                let k = CellKey(channel: ch, gran: g.rawValue, period: Int32(g.period(ofDay: day)))
                 var c = try cell(k, tx)
                 c[field] += 1
                 cells[k] = c
@@ -238,12 +230,22 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         let assignments = profiles.assignments
         var ai = assignments.startIndex
         var channels = ["", ""]
-        for e in events where e.type != .system {
-            let view = e.view
+        // The fields the profile projection read (when it folded exactly these events).
+        let pre = profiles.fields(of: events)
+        for (i, e) in events.enumerated() where e.type != .system {
+            // The three fields used, read in place (copying the whole `EventFields` retains and
+            // releases every view in it, per event).
+            let event: JSONView?, channel: JSONView?, properties: JSONView?
+            if let pre {
+                event = pre.items[i].fields.event; channel = pre.items[i].fields.channel; properties = pre.items[i].fields.properties
+            } else {
+                let f = EventFields(e.view)
+                event = f.event; channel = f.channel; properties = f.properties
+            }
             let day = Timestamp.day(e.timestamp)
-            let name = e.type == .track ? view["event"] : nil
+            let name = e.type == .track ? event : nil
             if let name, name.isString("Marketing Spend") {
-                let props = view["properties"]
+                let props = properties
                 let ch = props?["channel"]?.stringValue ?? "unknown"
                 channels[1] = ch.isEmpty ? "unknown" : ch
                 try add(KPICell.spend, Money(amount: props?["amount"]?.doubleValue ?? 0), day: day, channels: channels, tx)
@@ -252,13 +254,13 @@ public final class KPIProjection: Projection, @unchecked Sendable {
             while ai < assignments.endIndex && assignments[ai].seq < e.seq { ai += 1 }
             guard ai < assignments.endIndex, assignments[ai].seq == e.seq else { continue }
             let pid = assignments[ai].profile
-            let ch = view["channel"]?.stringValue ?? ""
+            let ch = channel?.stringValue ?? ""
             channels[1] = ch.isEmpty ? "unknown" : ch
-            try distinct(0, KPICell.active, pid, day: day, channels: channels, tx)
+            try distinct(Activity.active, KPICell.active, pid, day: day, channels: channels, tx)
             try add(KPICell.events, 1, day: day, channels: channels, tx)
             guard let name else { continue }
             if name.isString("Order Completed") {
-                let props = view["properties"]
+                let props = properties
                 if let orderID = props?["order_id"]?.scalarText {
                     if newOrders.contains(orderID) { continue }
                     if try tx.withValue(ordersDB, key: Array(orderID.utf8), { _ in true }) == true { continue }
@@ -266,12 +268,12 @@ public final class KPIProjection: Projection, @unchecked Sendable {
                 }
                 try order(pid, day: day, channels: channels, value: Money(amount: ProfileState.orderValue(props)), tx)
             } else if name.isString("Order Refunded") {
-                let props = view["properties"]
+                let props = properties
                 try add(KPICell.refunds, 1, day: day, channels: channels, tx)
                 let amount = props?["total"]?.doubleValue ?? props?["revenue"]?.doubleValue ?? props?["amount"]?.doubleValue ?? 0
                 try add(KPICell.refundAmount, Money(amount: amount), day: day, channels: channels, tx)
             } else if name.isString("Survey Responded") {
-                let props = view["properties"]
+                let props = properties
                 guard let score = props?["score"]?.intValue else { continue }
                 if props?["survey"]?.isString("nps") == true {
                     try add(KPICell.npsN, 1, day: day, channels: channels, tx)
@@ -285,6 +287,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
             }
         }
         for (absorbed, survivor) in profiles.merges { try merge(absorbed, into: survivor, tx) }
+        // Erased customers keep no activity record (their counts stay in the cells).
+        for pid in profiles.erasures { activities[pid] = .some(nil) }
         try rollUp(tx)
         return []
     }
@@ -295,12 +299,12 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         // Retention: a customer ordering in month m for the first time is retained in m when
         // they ordered in m − 1, and makes m + 1 retained when they already ordered then.
         let month = Int32(Granularity.month.period(ofDay: day))
-        let firstThisMonth = try !exists(DistinctKey(kind: 1, gran: Granularity.month.rawValue, period: month, channel: "", pid: pid), tx)
-        try distinct(1, KPICell.ordering, pid, day: day, channels: channels, tx)
+        let a = try activity(pid, tx)
+        let firstThisMonth = !a.any(Activity.ordering, "", inMonth: month)
+        try distinct(Activity.ordering, KPICell.ordering, pid, day: day, channels: channels, tx)
         if firstThisMonth {
             for (other, target) in [(month - 1, month), (month + 1, month + 1)] {
-                let k = DistinctKey(kind: 1, gran: Granularity.month.rawValue, period: other, channel: "", pid: pid)
-                if try exists(k, tx) {
+                if a.any(Activity.ordering, "", inMonth: other) {
                     let ck = CellKey(channel: "", gran: Granularity.month.rawValue, period: target)
                     var cell = try cell(ck, tx)
                     cell[KPICell.retained] += 1
@@ -310,7 +314,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         }
         var c = try customer(pid, tx)
         if var existing = c {
-            if day > Int(existing.firstDay) { try distinct(2, KPICell.returning, pid, day: day, channels: channels, tx) }
+            if day > Int(existing.firstDay) { try distinct(Activity.returning, KPICell.returning, pid, day: day, channels: channels, tx) }
             if day < Int(existing.firstDay) {
                 // An earlier first order arrived late: the customer is new on that day instead.
                 try add(KPICell.newCustomers, -1, day: Int(existing.firstDay), channels: ["", existing.channel], tx)
@@ -326,7 +330,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         }
         customers[pid] = .some(c)
         let cohort = Int32(Granularity.month.period(ofDay: Int(c!.firstDay)))
-        if try mark(DistinctKey(kind: 3, gran: 0, period: cohort, channel: String(month), pid: pid), tx) {
+        if a.markCohort(cohort, month) {
             let k = UInt64(UInt32(bitPattern: cohort) ^ 0x8000_0000) << 32 | UInt64(UInt32(bitPattern: month) ^ 0x8000_0000)
             if let v = cohorts[k] { cohorts[k] = v + 1 } else {
                 let stored = try tx.withValue(cohortsDB, key: k.be) { $0.loadUnaligned(as: Int64.self) } ?? 0
@@ -336,6 +340,9 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     }
 
     private func merge(_ absorbed: UInt64, into survivor: UInt64, _ tx: borrowing ReadTransaction) throws {
+        // No event goes to the absorbed profile again: what it was counted for stays counted,
+        // and the survivor is counted from its own record on.
+        activities[absorbed] = .some(nil)
         guard let a = try customer(absorbed, tx) else { return }
         customers[absorbed] = .some(nil)
         guard var s = try customer(survivor, tx) else {
@@ -356,9 +363,12 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         for (k, c) in cells.sorted(by: { ($0.key.channel, $0.key.gran, $0.key.period) < ($1.key.channel, $1.key.gran, $1.key.period) }) {
             try tx.put(cellsDB, key: Self.cellKey(k), value: c.encode())
         }
-        // Sorted by fields (a deterministic order; the stored content does not depend on it).
-        for k in newKeys.sorted(by: { ($0.kind, $0.gran, $0.period, $0.channel, $0.pid) < ($1.kind, $1.gran, $1.period, $1.channel, $1.pid) }) {
-            try tx.put(keysDB, key: Self.distinctKey(k), value: [])
+        for (pid, a) in activities.sorted(by: { $0.key < $1.key }) {
+            if let a {
+                if a.changed { try tx.put(activityDB, key: pid.be, value: a.encode()) }
+            } else {
+                _ = try tx.delete(activityDB, key: pid.be)
+            }
         }
         for (pid, c) in customers.sorted(by: { $0.key < $1.key }) {
             if let c {
@@ -372,6 +382,117 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         for o in newOrders.sorted() { try tx.put(ordersDB, key: Array(o.utf8), value: []) }
         for (k, v) in cohorts.sorted(by: { $0.key < $1.key }) {
             try tx.put(cohortsDB, key: k.be, value: withUnsafeBytes(of: v) { Array($0) })
+        }
+    }
+}
+
+/// One customer's distinct-count memory: per kind (active, ordering, returning) and channel
+/// (`""` = all), the sorted days it was counted on; and the (cohort, month) pairs counted.
+final class Activity {
+    static let active: UInt8 = 0, ordering: UInt8 = 1, returning: UInt8 = 2
+
+    struct DaySet { var kind: UInt8; var channel: String; var days: [Int32] }
+    var sets: [DaySet] = []
+    var cohorts: [UInt64] = []
+    private(set) var changed = false
+
+    private func index(_ kind: UInt8, _ channel: String) -> Int? {
+        sets.firstIndex { $0.kind == kind && $0.channel == channel }
+    }
+
+    func contains(_ kind: UInt8, _ channel: String, _ day: Int32) -> Bool {
+        guard let i = index(kind, channel) else { return false }
+        let days = sets[i].days
+        if let last = days.last, last == day { return true }
+        let p = days.partitioningIndex { $0 >= day }
+        return p < days.count && days[p] == day
+    }
+
+    /// Whether any day of the set falls in `[from, to)`.
+    private static func any(_ days: [Int32], _ from: Int32, _ to: Int32) -> Bool {
+        let p = days.partitioningIndex { $0 >= from }
+        return p < days.count && days[p] < to
+    }
+
+    func any(_ kind: UInt8, _ channel: String, inMonth month: Int32) -> Bool {
+        guard let i = index(kind, channel) else { return false }
+        let g = Granularity.month
+        return Self.any(sets[i].days, Int32(g.firstDay(Int(month))), Int32(g.firstDay(g.next(Int(month)))))
+    }
+
+    /// Adds `day`; whether it is new, and whether its week and its month are new to the set.
+    func insert(_ kind: UInt8, _ channel: String, _ day: Int32) -> (Bool, Bool, Bool) {
+        let i: Int
+        if let found = index(kind, channel) { i = found } else {
+            sets.append(DaySet(kind: kind, channel: channel, days: []))
+            i = sets.count - 1
+        }
+        let days = sets[i].days
+        let p = days.partitioningIndex { $0 >= day }
+        if p < days.count && days[p] == day { return (false, false, false) }
+        let week = Int32(Granularity.week.period(ofDay: Int(day)))
+        let month = Granularity.month.period(ofDay: Int(day))
+        let newWeek = !Self.any(days, week, week + 7)
+        let newMonth = !Self.any(days, Int32(Granularity.month.firstDay(month)), Int32(Granularity.month.firstDay(month + 1)))
+        sets[i].days.insert(day, at: p)
+        changed = true
+        return (true, newWeek, newMonth)
+    }
+
+    /// Marks (cohort, month); true when it is new.
+    func markCohort(_ cohort: Int32, _ month: Int32) -> Bool {
+        let k = UInt64(UInt32(bitPattern: cohort) ^ 0x8000_0000) << 32 | UInt64(UInt32(bitPattern: month) ^ 0x8000_0000)
+        let p = cohorts.partitioningIndex { $0 >= k }
+        if p < cohorts.count && cohorts[p] == k { return false }
+        cohorts.insert(k, at: p)
+        changed = true
+        return true
+    }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 64)
+        // Sets in (kind, channel) order: the bytes do not depend on the order days arrived in.
+        let ordered = sets.sorted { ($0.kind, $0.channel) < ($1.kind, $1.channel) }
+        w.uint(UInt64(ordered.count))
+        for s in ordered {
+            w.byte(s.kind)
+            w.string(s.channel)
+            w.uint(UInt64(s.days.count))
+            var prev: Int32 = 0
+            for (j, d) in s.days.enumerated() {
+                if j == 0 { w.int(Int64(d)) } else { w.uint(UInt64(d - prev)) }
+                prev = d
+            }
+        }
+        w.uint(UInt64(cohorts.count))
+        var prev: UInt64 = 0
+        for c in cohorts { w.uint(c - prev); prev = c }
+        return w.bytes
+    }
+
+    static func decode(_ raw: UnsafeRawBufferPointer) throws -> Activity {
+        try raw.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            let a = Activity()
+            for _ in 0..<(try r.varint()) {
+                let kind = try r.byte()
+                let channel = try r.string()
+                let n = Int(try r.varint())
+                var days: [Int32] = []
+                days.reserveCapacity(n)
+                var prev: Int32 = 0
+                for j in 0..<n {
+                    prev = j == 0 ? Int32(try r.signedVarint()) : prev + Int32(try r.varint())
+                    days.append(prev)
+                }
+                a.sets.append(DaySet(kind: kind, channel: channel, days: days))
+            }
+            var prev: UInt64 = 0
+            for _ in 0..<(try r.varint()) {
+                prev += try r.varint()
+                a.cohorts.append(prev)
+            }
+            return a
         }
     }
 }

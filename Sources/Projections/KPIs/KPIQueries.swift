@@ -110,6 +110,7 @@ public struct KPIReader: Sendable {
         let cumCustomers = cum[KPICell.newCustomers]
         let historic: JSON = cumCustomers == 0 ? .null : .double((Double(cum[KPICell.revenue]) / Double(cumCustomers)).rounded() / 10_000)
         var o: [(String, JSON)] = []
+        o.reserveCapacity(24)
         o.append(("period", .string(label)))
         o.append(("active_customers", .int(c[KPICell.active])))
         o.append(("new_customers", .int(newCustomers)))

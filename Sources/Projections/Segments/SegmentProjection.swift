@@ -17,8 +17,9 @@ import LMDB
 ///   new event (someone leaves "last 30 days", enters "none in 90 days")
 /// - `seg_changes`: key NUL id BE → enter/exit (pid, enter, logical time). Ids grow: the batch's
 ///   last seq << 24 | a counter.
-/// - `seg_events`: pid BE ‖ seq BE → time and body of each track event, to backfill the
-///   counters of a new or changed definition
+/// - `seg_events`: seq BE → pid BE of each track event folded: with the log (which holds the
+///   bodies), what backfills the counters of a new or changed definition. Keys only grow, so
+///   every batch appends at the end of the tree.
 /// - `seg_meta`: `clock` (max event time folded), `tick` (last daily tick), `size/<key>`, `updated/<key>`
 ///
 /// Time is event time: the logical clock is the max timestamp folded so far (system events
@@ -29,7 +30,7 @@ import LMDB
 public final class SegmentProjection: Projection, @unchecked Sendable {
     public static let projectionName = "segments"
     public var name: String { Self.projectionName }
-    public let version = 1
+    public let version = 2
     public var configurationDigest: String { "builtins-1" }
     public let databaseNames = ["seg_defs", "seg_members", "seg_profiles", "seg_counters", "seg_schedule", "seg_changes", "seg_events", "seg_meta"]
 
@@ -43,7 +44,12 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
     var eventsDB: Database!
     var metaDB: Database!
 
+    /// The log folded (attached by the runner): backfills read event bodies from it.
+    private var log: EventLog?
+
     init(profiles: ProfileProjection) { self.profiles = profiles }
+
+    public func attach(log: EventLog) { self.log = log }
 
     public func open(_ environment: Environment) throws {
         defsDB = try environment.openDatabase("seg_defs")
@@ -84,7 +90,8 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
     private var scheduleAdds: [UInt64: Micros] = [:]
     private var scheduleDeletes: [(Micros, UInt64)] = []
     private var changes: [([UInt8], [UInt8])] = []
-    private var eventAdds: [(UInt64, UInt64, Micros, [UInt8])] = []
+    /// (profile, event) of the batch's track events.
+    private var eventAdds: [(UInt64, Event)] = []
     private var sizeDelta: [String: Int64] = [:]
     private var updated: [String: Micros] = [:]
     private var metaDirty = false
@@ -119,7 +126,9 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         var touched: Set<UInt64> = []
         let assignments = profiles.assignments
         var ai = assignments.startIndex
-        for e in events {
+        // The fields the profile projection read (when it folded exactly these events).
+        let pre = profiles.fields(of: events)
+        for (i, e) in events.enumerated() {
             if e.type == .system {
                 if let f = systemEvent(e) { failures.append(ProjectionFailure(projection: name, seq: e.seq, error: f)) }
                 continue
@@ -131,8 +140,9 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
             touched.insert(pid)
             guard e.type == .track else { continue }
             let view = e.view
-            eventAdds.append((pid, e.seq, e.timestamp, e.payload))
-            guard !eventIndex.isEmpty, let name = view["event"]?.stringValue, let conds = eventIndex[name] else { continue }
+            eventAdds.append((pid, e))
+            guard !eventIndex.isEmpty, let name = (pre?.items[i].fields.event ?? view["event"])?.stringValue,
+                  let conds = eventIndex[name] else { continue }
             for (key, c) in conds where !redefined.contains(key) && c.matches(view) {
                 try count(CounterKey(key: key, index: c.index, pid: pid), c, e.timestamp, tx)
             }
@@ -304,7 +314,8 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         dirty.insert(k)
     }
 
-    /// Rebuilds the counters of the definitions in `redefined` from `seg_events`.
+    /// Rebuilds the counters of the definitions in `redefined` from the track events indexed in
+    /// `seg_events` (bodies read from the log) and the batch's own.
     private func backfill(_ tx: borrowing ReadTransaction) throws {
         // Whatever this batch counted for them before their definition event is counted again below.
         for k in counters.keys where redefined.contains(k.key) { counters[k] = nil }
@@ -326,8 +337,7 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
             return p
         }
         guard !conds.isEmpty else { return }
-        func consider(_ pid: UInt64, _ t: Micros, _ payload: [UInt8], _ tx: borrowing ReadTransaction) throws {
-            let view = JSONView(bytes: payload)
+        func consider(_ pid: UInt64, _ t: Micros, _ view: JSONView, _ tx: borrowing ReadTransaction) throws {
             guard let name = view["event"]?.stringValue, let list = conds[name] else { return }
             let owner = try live(pid, tx)
             for (key, c) in list where c.matches(view) {
@@ -344,32 +354,28 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
                 dirty.insert(k)
             }
         }
+        guard let log else { throw ViewsError("segments: backfilling a definition needs the event log (fold through a ProjectionRunner)") }
         // Scan in chunks so the closure never needs the transaction.
-        var from: [UInt8]? = nil
-        var done = false
-        while !done {
-            var chunk: [(UInt64, UInt64, Micros, [UInt8])] = []
-            try tx.scan(eventsDB, from: from) { k, v in
-                guard k.count == 16 else { return true }
-                let pid = UInt64(bigEndianBytes: k, at: 0), seq = UInt64(bigEndianBytes: k, at: 8)
-                if let f = from, Array(k) == f { return true }
-                let (t, body) = try Self.decodeEvent(v)
-                chunk.append((pid, seq, t, body))
-                return chunk.count < 4096
+        var from: UInt64 = 0
+        while true {
+            var seqs: [UInt64] = [], pids: [UInt64] = []
+            try tx.scan(eventsDB, from: (from + 1).be) { k, v in
+                guard k.count == 8, v.count == 8 else { return true }
+                seqs.append(UInt64(bigEndianBytes: k, at: 0))
+                pids.append(UInt64(bigEndianBytes: v, at: 0))
+                return seqs.count < 4096
             }
-            if chunk.count < 4096 { done = true }
-            if let last = chunk.last { from = last.0.be + last.1.be }
-            for (pid, _, t, body) in chunk { try consider(pid, t, body, tx) }
+            guard let last = seqs.last else { break }
+            var j = 0
+            var found: [(UInt64, Event)] = []
+            try log.forEach(seqs: seqs) { e in
+                while seqs[j] < e.seq { j += 1 }
+                found.append((pids[j], e))
+            }
+            for (pid, e) in found { try consider(pid, e.timestamp, e.view, tx) }
+            from = last
         }
-        for (pid, _, t, body) in eventAdds { try consider(pid, t, body, tx) }
-    }
-
-    static func decodeEvent(_ v: UnsafeRawBufferPointer) throws -> (Micros, [UInt8]) {
-        try v.withMemoryRebound(to: UInt8.self) { b in
-            var r = BinaryReader(b)
-            let t = try r.signedVarint()
-            return (t, Array(b[r.offset...]))
-        }
+        for (pid, e) in eventAdds { try consider(pid, e.timestamp, e.view, tx) }
     }
 
     // MARK: Profiles
@@ -579,12 +585,7 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         for (due, pid) in scheduleDeletes { _ = try tx.delete(scheduleDB, key: Self.scheduleKey(due, pid)) }
         for (pid, due) in scheduleAdds.sorted(by: { $0.key < $1.key }) { try tx.put(scheduleDB, key: Self.scheduleKey(due, pid), value: []) }
         for (k, v) in changes { try tx.put(changesDB, key: k, value: v) }
-        for (pid, seq, t, body) in eventAdds {
-            var w = ByteWriter(capacity: body.count + 10)
-            w.int(t)
-            w.bytes.append(contentsOf: body)
-            try tx.put(eventsDB, key: pid.be + seq.be, value: w.bytes)
-        }
+        for (pid, e) in eventAdds { try tx.put(eventsDB, key: e.seq.be, value: pid.be, flags: .append) }
         for (key, d) in sizeDelta.sorted(by: { $0.key < $1.key }) where d != 0 {
             let k = Array("size/\(key)".utf8)
             let old = try tx.withValue(metaDB, key: k) { $0.loadUnaligned(as: Int64.self) } ?? 0

@@ -120,8 +120,8 @@ public struct SegmentReader: Sendable {
     }
 
     /// Recomputes every non-global segment of every profile from scratch, at the stored
-    /// clock, from the indexed events: what incremental membership must equal.
-    public func fullRecompute() throws -> [String: Set<UInt64>] {
+    /// clock, from the indexed events (bodies read from `log`): what incremental membership must equal.
+    public func fullRecompute(log: EventLog) throws -> [String: Set<UInt64>] {
         try generation.environment.read { tx in
             var defs: [String: SegmentDefinition] = [:]
             try tx.scan(s.defsDB) { _, v in let d = try SegmentDefinition.decode(v); defs[d.key] = d; return true }
@@ -140,10 +140,16 @@ public struct SegmentReader: Sendable {
             var events: [UInt64: [(Micros, [UInt8])]] = [:]
             var mergedTo: [UInt64: UInt64] = [:]
             try tx.scan(s.profiles.merged) { k, v in mergedTo[UInt64(nativeKey: k)] = UInt64(nativeKey: v); return true }
+            var indexed: [(seq: UInt64, pid: UInt64)] = []
             try tx.scan(s.eventsDB) { k, v in
-                let pid = UInt64(bigEndianBytes: k, at: 0)
-                events[mergedTo[pid] ?? pid, default: []].append(try SegmentProjection.decodeEvent(v))
+                indexed.append((UInt64(bigEndianBytes: k, at: 0), UInt64(bigEndianBytes: v, at: 0)))
                 return true
+            }
+            var owner: [UInt64: UInt64] = [:]
+            for (seq, pid) in indexed { owner[seq] = pid }
+            try log.forEach(seqs: indexed.map(\.seq)) { e in
+                let pid = owner[e.seq]!
+                events[mergedTo[pid] ?? pid, default: []].append((e.timestamp, e.payload))
             }
             var globals: [UInt64: [String]] = [:]
             try tx.scan(s.profilesDB) { k, v in
