@@ -17,6 +17,7 @@ struct ImportCommand: ParsableCommand {
     @Flag(help: "Print a line after every durable commit: `committed <lines> <lastSeq>`.") var reportCommits = false
 
     func run() throws {
+        AllocatorTuning.reuseLargeBlocks()
         let log = try options.openLog(LogOptions(durability: relaxed ? .relaxed : .full))
         let builder = EnvelopeBuilder(schemas: try options.schemaRegistry())
         let importer = Importer(log: log, builder: builder, source: SourceContext(name: source, channel: channel))

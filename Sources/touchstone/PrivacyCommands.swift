@@ -19,14 +19,11 @@ struct EraseCommand: ParsableCommand {
         from the log files themselves.
         """)
     @OptionGroup var options: DataOptions
-    @OptionGroup var views: ViewOptions
     @Argument(help: "The identifier: {type}:{value}.") var id: String
 
     func run() throws {
         guard let identifier = Identifier.parse(id) else { throw ValidationError("\(id) is not {type}:{value}") }
-        let log = try options.openExistingLog()
-        let live = try LiveViews(dataDirectory: options.data, log: log, set: nil)
-        try live.catchUp()
+        let (_, live) = try options.openLiveViews()
         guard let r = try live.erase(identifier, actor: cliActor()) else {
             printError("no profile has \(identifier)")
             throw ExitCode(1)
@@ -41,15 +38,12 @@ struct ExportSubjectCommand: ParsableCommand {
         commandName: "export-subject",
         abstract: "Subject access export: the profile, its consent history and every event of the customer, as one JSON document.")
     @OptionGroup var options: DataOptions
-    @OptionGroup var views: ViewOptions
     @Option(help: "Write to this file instead of standard output.") var out: String?
     @Argument(help: "The identifier: {type}:{value}.") var id: String
 
     func run() throws {
         guard let identifier = Identifier.parse(id) else { throw ValidationError("\(id) is not {type}:{value}") }
-        let log = try options.openExistingLog()
-        let live = try LiveViews(dataDirectory: options.data, log: log, set: nil)
-        try live.catchUp()
+        let (_, live) = try options.openLiveViews()
         guard let doc = try live.subjectExport(identifier, actor: cliActor()) else {
             printError("no profile has \(identifier)")
             throw ExitCode(1)
@@ -142,11 +136,10 @@ struct CompactCommand: ParsableCommand {
             }
             rules[String(r[..<eq])] = d
         }
-        let log = try options.openExistingLog()
-        let before = log.lastSeq
         // The views fold everything first, so what retention drops from the log stays in their
         // aggregates (KPIs, profiles' counts).
-        try LiveViews(dataDirectory: options.data, log: log, set: nil).catchUp()
+        let (log, _) = try options.openLiveViews()
+        let before = log.lastSeq
         let suppression = try log.suppressionSnapshot()
         var plan = CompactionPlan()
         plan.retention = rules

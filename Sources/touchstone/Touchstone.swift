@@ -3,6 +3,7 @@
 import ArgumentParser
 import EventLog
 import Foundation
+import Projections
 
 @main
 struct Touchstone: AsyncParsableCommand {
@@ -34,6 +35,14 @@ struct DataOptions: ParsableArguments {
             throw ValidationError("no event log at \(logPath) (import or serve first)")
         }
         return try EventLog(directory: logPath)
+    }
+
+    /// The log and the live views (with the rules they were built with), folded up to the log's end.
+    func openLiveViews() throws -> (log: EventLog, live: LiveViews) {
+        let log = try openExistingLog()
+        let live = try LiveViews(dataDirectory: data, log: log, set: nil)
+        try live.catchUp()
+        return (log, live)
     }
 
     func schemaRegistry() throws -> SchemaRegistry {

@@ -1,4 +1,5 @@
 import Foundation
+import LMDB
 
 /// A throwaway PostgreSQL 15 cluster on loopback, the peer the benchmarks compare against.
 /// Started in a temporary directory (as the `postgres` user when run as root), stopped and
@@ -139,25 +140,21 @@ func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
     return (r, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
 }
 
-/// Peak resident set size of this process in bytes (from /proc/self/status VmHWM).
-func peakRSS() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-        return kb * 1024
-    }
-    return 0
-}
-
-/// Anonymous (heap) resident memory in bytes — RSS without the memory-mapped log file,
-/// whose pages the kernel counts in VmRSS as the log grows.
-func anonRSS() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in s.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+/// A `/proc/self/status` field in bytes (its value is in kB), 0 when absent.
+private func statusBytes(_ field: String) -> Int {
+    guard let s = readWholeFile("/proc/self/status") else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix(field + ":") {
         return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
     }
     return 0
 }
+
+/// Peak resident set size of this process in bytes (VmHWM).
+func peakRSS() -> Int { statusBytes("VmHWM") }
+
+/// Anonymous (heap) resident memory in bytes — RSS without the memory-mapped log file,
+/// whose pages the kernel counts in VmRSS as the log grows.
+func anonRSS() -> Int { statusBytes("RssAnon") }
 
 /// Samples `anonRSS()` every 50 ms until stopped; `peak` is the highest seen.
 final class MemorySampler: @unchecked Sendable {

@@ -29,15 +29,23 @@ struct SegmentBench: ParsableCommand {
         let summary = try Importer(log: log, builder: imp, source: SourceContext(name: "bench", channel: "server")).run(try LineReader(path: input))
         print("log: \(summary.appended) events")
 
-        // 1. Fold: profiles alone, then profiles + segments + KPIs (a repeat of each, best kept).
+        // 1. Fold: profiles alone, then profiles + segments + KPIs, each into empty views three
+        // times, alternating, the best of each kept (this shared VM's speed moves by ±30 %).
         let store = ViewStore(dataDirectory: scratch)
         func fold(_ name: String, _ names: [String]) throws -> (Double, ViewGeneration) {
             let g = try ViewGeneration(name: name, path: store.path(name), projections: ProjectionSet().make(names))
             let (n, s) = try timed { try ProjectionRunner(log: log, generation: g).catchUp() }
             return (Double(n) / s, g)
         }
-        let (profilesRate, _) = try fold("profiles-only", [ProfileProjection.projectionName])
-        let (allRate, g) = try fold("all", ProjectionSet.names)
+        var profilesRate = 0.0, allRate = 0.0
+        var kept: ViewGeneration?
+        for round in 0..<3 {
+            profilesRate = max(profilesRate, try fold("profiles-\(round)", [ProfileProjection.projectionName]).0)
+            let (rate, g) = try fold("all-\(round)", ProjectionSet.names)
+            if rate > allRate { allRate = rate }
+            kept = g
+        }
+        let g = kept!
         let cost = 1 - allRate / profilesRate
         print("fold: profiles alone \(fmt(profilesRate)) events/s; with segments + KPIs \(fmt(allRate)) events/s (cost \(fmt(cost * 100, 1)) %)")
 

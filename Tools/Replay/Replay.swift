@@ -58,6 +58,7 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         let logPath = data + "/log"
+        AllocatorTuning.reuseLargeBlocks()
         guard FileManager.default.fileExists(atPath: logPath + "/data.mdb") else {
             throw ValidationError("no event log at \(logPath)")
         }
