@@ -108,21 +108,49 @@ public enum IdentifierExtractor {
 }
 
 /// The fields of a stored event that identity and profiles read, found in one pass over the
-/// body and one over its context.
+/// body and one over its context. Holds one reference to the body and the fields' offsets
+/// (not a view per field: copying thirteen views is thirteen reference counts, and the
+/// folds that share an event on different cores would contend on them).
 public struct EventFields {
-    public var userId, anonymousId, previousId, event, properties, traits, context, channel, source: JSONView?
-    public var contextTraits, device, externalIds, consent: JSONView?
+    private let bytes: [UInt8]
+    /// Offsets of the fields' values in `bytes` in the order of `topKeys` then `contextKeys`;
+    /// `absent` where absent. (32 bits hold any offset: LMDB stores no value of 4 GiB.)
+    private var at: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
+        = (.max, .max, .max, .max, .max, .max, .max, .max, .max, .max, .max, .max, .max)
+    private static let absent = UInt32.max
+
+    @inline(__always) private func field(_ k: Int) -> JSONView? {
+        let o = withUnsafeBytes(of: at) { $0.load(fromByteOffset: k * 4, as: UInt32.self) }
+        return o == Self.absent ? nil : JSONView(bytes: bytes, offset: Int(o))
+    }
+
+    public var userId: JSONView? { field(0) }
+    public var anonymousId: JSONView? { field(1) }
+    public var previousId: JSONView? { field(2) }
+    public var event: JSONView? { field(3) }
+    public var properties: JSONView? { field(4) }
+    public var traits: JSONView? { field(5) }
+    public var context: JSONView? { field(6) }
+    public var channel: JSONView? { field(7) }
+    public var source: JSONView? { field(8) }
+    public var contextTraits: JSONView? { field(9) }
+    public var device: JSONView? { field(10) }
+    public var externalIds: JSONView? { field(11) }
+    public var consent: JSONView? { field(12) }
 
     static let topKeys = JSONView.KeyList(["userId", "anonymousId", "previousId", "event", "properties", "traits", "context", "channel", "source"])
     static let contextKeys = JSONView.KeyList(["traits", "device", "externalIds", "consent"])
     static let traitKeys = JSONView.KeyList(["email", "phone"])
 
     public init(_ view: JSONView) {
-        let t = view.fields(Self.topKeys)
-        userId = t[0]; anonymousId = t[1]; previousId = t[2]; event = t[3]; properties = t[4]; traits = t[5]
-        context = t[6]; channel = t[7]; source = t[8]
-        if let c = context?.fields(Self.contextKeys) {
-            contextTraits = c[0]; device = c[1]; externalIds = c[2]; consent = c[3]
+        bytes = view.bytes
+        let bytes = self.bytes
+        withUnsafeMutableBytes(of: &at) { raw in
+            let o = raw.bindMemory(to: UInt32.self)
+            view.forEachField(Self.topKeys) { k, at in o[k] = UInt32(at) }
+            if o[6] != Self.absent {
+                JSONView(bytes: bytes, offset: Int(o[6])).forEachField(Self.contextKeys) { k, at in o[9 + k] = UInt32(at) }
+            }
         }
     }
 }

@@ -15,7 +15,9 @@ public struct JSONView: Sendable {
         offset = 0
     }
 
-    init(bytes: [UInt8], offset: Int) {
+    /// A view of the value whose tag byte is at `offset` in `bytes` (an offset `forEachField`
+    /// reported, or this view's own).
+    public init(bytes: [UInt8], offset: Int) {
         self.bytes = bytes
         self.offset = offset
     }
@@ -53,7 +55,16 @@ public struct JSONView: Sendable {
     /// fields of every event, where one `subscript` per field would rescan the object each time.
     public func fields(_ keys: KeyList) -> [JSONView?] {
         var out = [JSONView?](repeating: nil, count: keys.keys.count)
-        guard tag == 7 else { return out }
+        forEachField(keys) { k, at in out[k] = JSONView(bytes: bytes, offset: at) }
+        return out
+    }
+
+    /// The same pass without building views: `body(k, offset)` for each member named by
+    /// `keys[k]`, with the offset of its value in `bytes` (a repeated key is reported again;
+    /// keep the last). For callers that keep offsets and one reference to `bytes` instead of a
+    /// view (one more reference count) per field.
+    public func forEachField(_ keys: KeyList, _ body: (Int, Int) -> Void) {
+        guard tag == 7 else { return }
         bytes.withUnsafeBufferPointer { b in
             var i = offset + 1
             guard let n = JSONView.varint(b, &i) else { return }
@@ -61,7 +72,7 @@ public struct JSONView: Sendable {
                 guard let len = JSONView.varint(b, &i), i + len <= b.count else { return }
                 if len <= keys.longest {
                     for (k, key) in keys.keys.enumerated() where key.count == len && (len == 0 || (b[i] == key[0] && memcmp(b.baseAddress! + i, key, len) == 0)) {
-                        out[k] = JSONView(bytes: bytes, offset: i + len)
+                        body(k, i + len)
                         break
                     }
                 }
@@ -69,7 +80,6 @@ public struct JSONView: Sendable {
                 i = next
             }
         }
-        return out
     }
 
     /// Keys for `fields(_:)`, as UTF-8 once.

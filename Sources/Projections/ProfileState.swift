@@ -319,10 +319,10 @@ extension BinaryReader {
     }
 }
 
-extension Array {
-    /// The first index whose element satisfies `belongs` (which must be false then true along the array).
+extension RandomAccessCollection where Index == Int {
+    /// The first index whose element satisfies `belongs` (which must be false then true along the collection).
     func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
-        var lo = 0, hi = count
+        var lo = startIndex, hi = endIndex
         while lo < hi {
             let mid = (lo + hi) / 2
             if belongs(self[mid]) { hi = mid } else { lo = mid + 1 }

@@ -127,7 +127,29 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         cohortsDB = try environment.openDatabase("kpi_cohorts")
     }
 
-    struct CellKey: Hashable { var channel: String; var gran: UInt8; var period: Int32 }
+    /// Channels by a small id (0 = `""`, every channel): the fold hashes and compares ids,
+    /// not strings. Ids are this process's; the stored keys and records hold the names.
+    private var channelNames: [String] = [""]
+    private var channelIDs: [String: UInt16] = ["": 0]
+
+    func channelID(_ name: String) -> UInt16 {
+        if let id = channelIDs[name] { return id }
+        let id = UInt16(channelNames.count)
+        channelNames.append(name)
+        channelIDs[name] = id
+        return id
+    }
+
+    /// The id of an event's channel (`unknown` when it has none), matched against the names
+    /// seen so far in place (no string is built for a known channel).
+    private func channelID(_ view: JSONView?) -> UInt16 {
+        guard let view, !view.isString("") else { return channelID("unknown") }
+        for id in 1..<channelNames.count where view.isString(channelNames[id]) { return UInt16(id) }
+        guard let name = view.stringValue else { return channelID("unknown") }
+        return channelID(name)
+    }
+
+    struct CellKey: Hashable { var channel: UInt16; var gran: UInt8; var period: Int32 }
     struct Customer: Equatable { var firstDay: Int32; var channel: String; var orders: Int64 }
 
     private var cells: [CellKey: KPICell] = [:]
@@ -155,31 +177,43 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         return Int32(bitPattern: v ^ 0x8000_0000)
     }
 
-    static func cellKey(_ k: CellKey) -> [UInt8] { Array(k.channel.utf8) + [0, k.gran] + period(k.period) }
+    func cellKey(_ k: CellKey) -> [UInt8] { Array(channelNames[Int(k.channel)].utf8) + [0, k.gran] + Self.period(k.period) }
 
-    private func cell(_ k: CellKey, _ tx: borrowing ReadTransaction) throws -> KPICell {
-        if let c = cells[k] { return c }
-        return try tx.withValue(cellsDB, key: Self.cellKey(k)) { try KPICell.decode($0) } ?? KPICell()
+    /// Adds `v` to `field` of the cell, loading it first when the batch has not touched it
+    /// (in place: the cell's counters are not copied).
+    private func bump(_ k: CellKey, _ field: Int, _ v: Int64, _ tx: borrowing ReadTransaction) throws {
+        if let i = cells.index(forKey: k) {
+            cells.values[i][field] += v
+            return
+        }
+        var c = try tx.withValue(cellsDB, key: cellKey(k)) { try KPICell.decode($0) } ?? KPICell()
+        c[field] += v
+        cells[k] = c
     }
 
-    struct DayKey: Hashable { var channel: String; var day: Int }
+    struct DayKey: Hashable { var channel: UInt16; var day: Int32 }
     /// Additive counters of the batch per (channel, day): rolled up into day, week and month
     /// cells of the channel and of all channels once, at the end of the fold.
     private var deltas: [DayKey: KPICell] = [:]
 
-    private func add(_ field: Int, _ v: Int64, day: Int, channels: [String], _ tx: borrowing ReadTransaction) throws {
-        deltas[DayKey(channel: channels[1], day: day), default: KPICell()][field] += v
+    private func add(_ field: Int, _ v: Int64, day: Int, channel: UInt16) {
+        deltas[DayKey(channel: channel, day: Int32(day)), default: KPICell()][field] += v
     }
 
     private func rollUp(_ tx: borrowing ReadTransaction) throws {
         for (k, d) in deltas {
             for g in Granularity.allCases {
-                let p = Int32(g.period(ofDay: k.day))
-                for ch in ["", k.channel] {
+                let p = Int32(g.period(ofDay: Int(k.day)))
+                for j in 0..<2 {
+                    let ch = j == 0 ? 0 : k.channel
                     let key = CellKey(channel: ch, gran: g.rawValue, period: p)
-                    var c = try cell(key, tx)
-                    c += d
-                    cells[key] = c
+                    if let i = cells.index(forKey: key) {
+                        cells.values[i] += d
+                    } else {
+                        var c = try tx.withValue(cellsDB, key: cellKey(key)) { try KPICell.decode($0) } ?? KPICell()
+                        c += d
+                        cells[key] = c
+                    }
                 }
             }
         }
@@ -188,27 +222,25 @@ public final class KPIProjection: Projection, @unchecked Sendable {
 
     private func activity(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> Activity {
         if let a = activities[pid], let a { return a }
-        let a = try tx.withValue(activityDB, key: pid.be) { try Activity.decode($0) } ?? Activity()
+        let a = try tx.withValue(activityDB, key: pid.be) { try Activity.decode($0, channelID: channelID) } ?? Activity()
         activities[pid] = .some(a)
         return a
     }
 
     /// Counts `pid` once per period and channel in `field` (distinct `kind`): in the day's cell
     /// when the day is new for it, in the week's and month's when no other day of theirs is.
-    private func distinct(_ kind: UInt8, _ field: Int, _ pid: UInt64, day: Int, channels: [String], _ tx: borrowing ReadTransaction) throws {
+    private func distinct(_ kind: UInt8, _ field: Int, _ pid: UInt64, day: Int, channel: UInt16, _ tx: borrowing ReadTransaction) throws {
         let a = try activity(pid, tx)
         let d = Int32(day)
         // The channel's day implies the all-channel day: one lookup for the common case.
-        if a.contains(kind, channels[1], d) { return }
-        for ch in channels {
+        if a.contains(kind, channel, d) { return }
+        for j in 0..<2 {
+            let ch = j == 0 ? 0 : channel
             let (fresh, week, month) = a.insert(kind, ch, d)
             guard fresh else { continue }
-            for (g, new) in [(Granularity.day, true), (.week, week), (.month, month)] where new {
-                let k = CellKey(channel: ch, gran: g.rawValue, period: Int32(g.period(ofDay: day)))
-                var c = try cell(k, tx)
-                c[field] += 1
-                cells[k] = c
-            }
+            try bump(CellKey(channel: ch, gran: Granularity.day.rawValue, period: d), field, 1, tx)
+            if week { try bump(CellKey(channel: ch, gran: Granularity.week.rawValue, period: Int32(Granularity.week.period(ofDay: day))), field, 1, tx) }
+            if month { try bump(CellKey(channel: ch, gran: Granularity.month.rawValue, period: Int32(Granularity.month.period(ofDay: day))), field, 1, tx) }
         }
     }
 
@@ -229,60 +261,52 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     public func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure] {
         let assignments = profiles.assignments
         var ai = assignments.startIndex
-        var channels = ["", ""]
         // The fields the profile projection read (when it folded exactly these events).
         let pre = profiles.fields(of: events)
-        for (i, e) in events.enumerated() where e.type != .system {
-            // The three fields used, read in place (copying the whole `EventFields` retains and
-            // releases every view in it, per event).
-            let event: JSONView?, channel: JSONView?, properties: JSONView?
-            if let pre {
-                event = pre.items[i].fields.event; channel = pre.items[i].fields.channel; properties = pre.items[i].fields.properties
-            } else {
-                let f = EventFields(e.view)
-                event = f.event; channel = f.channel; properties = f.properties
-            }
-            let day = Timestamp.day(e.timestamp)
-            let name = e.type == .track ? event : nil
+        // By index, reading an event's scalars in place: binding each event (or each of its
+        // fields) to a local copies it, a reference count on a body the other folds read too.
+        for i in events.indices where events[i].type != .system {
+            let fields = pre?.items[i - events.startIndex].fields ?? EventFields(events[i].view)
+            let day = Timestamp.day(events[i].timestamp)
+            let name = events[i].type == .track ? fields.event : nil
             if let name, name.isString("Marketing Spend") {
-                let props = properties
+                let props = fields.properties
                 let ch = props?["channel"]?.stringValue ?? "unknown"
-                channels[1] = ch.isEmpty ? "unknown" : ch
-                try add(KPICell.spend, Money(amount: props?["amount"]?.doubleValue ?? 0), day: day, channels: channels, tx)
+                add(KPICell.spend, Money(amount: props?["amount"]?.doubleValue ?? 0), day: day, channel: channelID(ch.isEmpty ? "unknown" : ch))
                 continue
             }
-            while ai < assignments.endIndex && assignments[ai].seq < e.seq { ai += 1 }
-            guard ai < assignments.endIndex, assignments[ai].seq == e.seq else { continue }
+            let seq = events[i].seq
+            while ai < assignments.endIndex && assignments[ai].seq < seq { ai += 1 }
+            guard ai < assignments.endIndex, assignments[ai].seq == seq else { continue }
             let pid = assignments[ai].profile
-            let ch = channel?.stringValue ?? ""
-            channels[1] = ch.isEmpty ? "unknown" : ch
-            try distinct(Activity.active, KPICell.active, pid, day: day, channels: channels, tx)
-            try add(KPICell.events, 1, day: day, channels: channels, tx)
+            let channel = channelID(fields.channel)
+            try distinct(Activity.active, KPICell.active, pid, day: day, channel: channel, tx)
+            add(KPICell.events, 1, day: day, channel: channel)
             guard let name else { continue }
             if name.isString("Order Completed") {
-                let props = properties
+                let props = fields.properties
                 if let orderID = props?["order_id"]?.scalarText {
                     if newOrders.contains(orderID) { continue }
                     if try tx.withValue(ordersDB, key: Array(orderID.utf8), { _ in true }) == true { continue }
                     newOrders.insert(orderID)
                 }
-                try order(pid, day: day, channels: channels, value: Money(amount: ProfileState.orderValue(props)), tx)
+                try order(pid, day: day, channel: channel, value: Money(amount: ProfileState.orderValue(props)), tx)
             } else if name.isString("Order Refunded") {
-                let props = properties
-                try add(KPICell.refunds, 1, day: day, channels: channels, tx)
+                let props = fields.properties
+                add(KPICell.refunds, 1, day: day, channel: channel)
                 let amount = props?["total"]?.doubleValue ?? props?["revenue"]?.doubleValue ?? props?["amount"]?.doubleValue ?? 0
-                try add(KPICell.refundAmount, Money(amount: amount), day: day, channels: channels, tx)
+                add(KPICell.refundAmount, Money(amount: amount), day: day, channel: channel)
             } else if name.isString("Survey Responded") {
-                let props = properties
+                let props = fields.properties
                 guard let score = props?["score"]?.intValue else { continue }
                 if props?["survey"]?.isString("nps") == true {
-                    try add(KPICell.npsN, 1, day: day, channels: channels, tx)
-                    if score >= 9 { try add(KPICell.npsPromoters, 1, day: day, channels: channels, tx) }
-                    if score <= 6 { try add(KPICell.npsDetractors, 1, day: day, channels: channels, tx) }
+                    add(KPICell.npsN, 1, day: day, channel: channel)
+                    if score >= 9 { add(KPICell.npsPromoters, 1, day: day, channel: channel) }
+                    if score <= 6 { add(KPICell.npsDetractors, 1, day: day, channel: channel) }
                 } else if props?["survey"]?.isString("csat") == true {
-                    try add(KPICell.csatN, 1, day: day, channels: channels, tx)
-                    try add(KPICell.csatSum, score, day: day, channels: channels, tx)
-                    if score >= 4 { try add(KPICell.csatSatisfied, 1, day: day, channels: channels, tx) }
+                    add(KPICell.csatN, 1, day: day, channel: channel)
+                    add(KPICell.csatSum, score, day: day, channel: channel)
+                    if score >= 4 { add(KPICell.csatSatisfied, 1, day: day, channel: channel) }
                 }
             }
         }
@@ -293,40 +317,38 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         return []
     }
 
-    private func order(_ pid: UInt64, day: Int, channels: [String], value: Int64, _ tx: borrowing ReadTransaction) throws {
-        try add(KPICell.orders, 1, day: day, channels: channels, tx)
-        try add(KPICell.revenue, value, day: day, channels: channels, tx)
+    private func order(_ pid: UInt64, day: Int, channel: UInt16, value: Int64, _ tx: borrowing ReadTransaction) throws {
+        add(KPICell.orders, 1, day: day, channel: channel)
+        add(KPICell.revenue, value, day: day, channel: channel)
         // Retention: a customer ordering in month m for the first time is retained in m when
         // they ordered in m − 1, and makes m + 1 retained when they already ordered then.
         let month = Int32(Granularity.month.period(ofDay: day))
         let a = try activity(pid, tx)
-        let firstThisMonth = !a.any(Activity.ordering, "", inMonth: month)
-        try distinct(Activity.ordering, KPICell.ordering, pid, day: day, channels: channels, tx)
+        let firstThisMonth = !a.any(Activity.ordering, 0, inMonth: month)
+        try distinct(Activity.ordering, KPICell.ordering, pid, day: day, channel: channel, tx)
         if firstThisMonth {
-            for (other, target) in [(month - 1, month), (month + 1, month + 1)] {
-                if a.any(Activity.ordering, "", inMonth: other) {
-                    let ck = CellKey(channel: "", gran: Granularity.month.rawValue, period: target)
-                    var cell = try cell(ck, tx)
-                    cell[KPICell.retained] += 1
-                    cells[ck] = cell
-                }
+            if a.any(Activity.ordering, 0, inMonth: month - 1) {
+                try bump(CellKey(channel: 0, gran: Granularity.month.rawValue, period: month), KPICell.retained, 1, tx)
+            }
+            if a.any(Activity.ordering, 0, inMonth: month + 1) {
+                try bump(CellKey(channel: 0, gran: Granularity.month.rawValue, period: month + 1), KPICell.retained, 1, tx)
             }
         }
         var c = try customer(pid, tx)
         if var existing = c {
-            if day > Int(existing.firstDay) { try distinct(Activity.returning, KPICell.returning, pid, day: day, channels: channels, tx) }
+            if day > Int(existing.firstDay) { try distinct(Activity.returning, KPICell.returning, pid, day: day, channel: channel, tx) }
             if day < Int(existing.firstDay) {
                 // An earlier first order arrived late: the customer is new on that day instead.
-                try add(KPICell.newCustomers, -1, day: Int(existing.firstDay), channels: ["", existing.channel], tx)
-                try add(KPICell.newCustomers, 1, day: day, channels: channels, tx)
+                add(KPICell.newCustomers, -1, day: Int(existing.firstDay), channel: channelID(existing.channel))
+                add(KPICell.newCustomers, 1, day: day, channel: channel)
                 existing.firstDay = Int32(day)
-                existing.channel = channels[1]
+                existing.channel = channelNames[Int(channel)]
             }
             existing.orders += 1
             c = existing
         } else {
-            try add(KPICell.newCustomers, 1, day: day, channels: channels, tx)
-            c = Customer(firstDay: Int32(day), channel: channels[1], orders: 1)
+            add(KPICell.newCustomers, 1, day: day, channel: channel)
+            c = Customer(firstDay: Int32(day), channel: channelNames[Int(channel)], orders: 1)
         }
         customers[pid] = .some(c)
         let cohort = Int32(Granularity.month.period(ofDay: Int(c!.firstDay)))
@@ -351,7 +373,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         }
         // One person, one new customer: the later first order is taken back.
         let later = a.firstDay < s.firstDay ? s : a
-        try add(KPICell.newCustomers, -1, day: Int(later.firstDay), channels: ["", later.channel], tx)
+        add(KPICell.newCustomers, -1, day: Int(later.firstDay), channel: channelID(later.channel))
         if a.firstDay < s.firstDay { s.firstDay = a.firstDay; s.channel = a.channel }
         s.orders += a.orders
         customers[survivor] = .some(s)
@@ -360,12 +382,13 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     // MARK: Writing
 
     public func write(_ tx: borrowing WriteTransaction) throws {
-        for (k, c) in cells.sorted(by: { ($0.key.channel, $0.key.gran, $0.key.period) < ($1.key.channel, $1.key.gran, $1.key.period) }) {
-            try tx.put(cellsDB, key: Self.cellKey(k), value: c.encode())
+        let names = channelNames
+        for (k, c) in cells.sorted(by: { (names[Int($0.key.channel)], $0.key.gran, $0.key.period) < (names[Int($1.key.channel)], $1.key.gran, $1.key.period) }) {
+            try tx.put(cellsDB, key: cellKey(k), value: c.encode())
         }
         for (pid, a) in activities.sorted(by: { $0.key < $1.key }) {
             if let a {
-                if a.changed { try tx.put(activityDB, key: pid.be, value: a.encode()) }
+                if a.changed { try tx.put(activityDB, key: pid.be, value: a.encode(names)) }
             } else {
                 _ = try tx.delete(activityDB, key: pid.be)
             }
@@ -391,49 +414,54 @@ public final class KPIProjection: Projection, @unchecked Sendable {
 final class Activity {
     static let active: UInt8 = 0, ordering: UInt8 = 1, returning: UInt8 = 2
 
-    struct DaySet { var kind: UInt8; var channel: String; var days: [Int32] }
+    /// `channel`: the projection's channel id (see `KPIProjection.channelID`).
+    struct DaySet { var kind: UInt8; var channel: UInt16; var days: [Int32] }
     var sets: [DaySet] = []
     var cohorts: [UInt64] = []
     private(set) var changed = false
 
-    private func index(_ kind: UInt8, _ channel: String) -> Int? {
+    private func index(_ kind: UInt8, _ channel: UInt16) -> Int? {
         sets.firstIndex { $0.kind == kind && $0.channel == channel }
     }
 
-    func contains(_ kind: UInt8, _ channel: String, _ day: Int32) -> Bool {
+    func contains(_ kind: UInt8, _ channel: UInt16, _ day: Int32) -> Bool {
         guard let i = index(kind, channel) else { return false }
-        let days = sets[i].days
-        if let last = days.last, last == day { return true }
-        let p = days.partitioningIndex { $0 >= day }
-        return p < days.count && days[p] == day
+        return sets[i].days.withUnsafeBufferPointer { days in
+            if let last = days.last, last == day { return true }
+            let p = days.partitioningIndex { $0 >= day }
+            return p < days.count && days[p] == day
+        }
     }
 
     /// Whether any day of the set falls in `[from, to)`.
-    private static func any(_ days: [Int32], _ from: Int32, _ to: Int32) -> Bool {
+    private static func any(_ days: UnsafeBufferPointer<Int32>, _ from: Int32, _ to: Int32) -> Bool {
         let p = days.partitioningIndex { $0 >= from }
         return p < days.count && days[p] < to
     }
 
-    func any(_ kind: UInt8, _ channel: String, inMonth month: Int32) -> Bool {
+    func any(_ kind: UInt8, _ channel: UInt16, inMonth month: Int32) -> Bool {
         guard let i = index(kind, channel) else { return false }
         let g = Granularity.month
-        return Self.any(sets[i].days, Int32(g.firstDay(Int(month))), Int32(g.firstDay(g.next(Int(month)))))
+        let from = Int32(g.firstDay(Int(month))), to = Int32(g.firstDay(g.next(Int(month))))
+        return sets[i].days.withUnsafeBufferPointer { Self.any($0, from, to) }
     }
 
     /// Adds `day`; whether it is new, and whether its week and its month are new to the set.
-    func insert(_ kind: UInt8, _ channel: String, _ day: Int32) -> (Bool, Bool, Bool) {
+    func insert(_ kind: UInt8, _ channel: UInt16, _ day: Int32) -> (Bool, Bool, Bool) {
         let i: Int
         if let found = index(kind, channel) { i = found } else {
             sets.append(DaySet(kind: kind, channel: channel, days: []))
             i = sets.count - 1
         }
-        let days = sets[i].days
-        let p = days.partitioningIndex { $0 >= day }
-        if p < days.count && days[p] == day { return (false, false, false) }
         let week = Int32(Granularity.week.period(ofDay: Int(day)))
         let month = Granularity.month.period(ofDay: Int(day))
-        let newWeek = !Self.any(days, week, week + 7)
-        let newMonth = !Self.any(days, Int32(Granularity.month.firstDay(month)), Int32(Granularity.month.firstDay(month + 1)))
+        let monthFrom = Int32(Granularity.month.firstDay(month)), monthTo = Int32(Granularity.month.firstDay(month + 1))
+        // Read through a buffer (no copy of the array is alive when it is inserted into).
+        let (p, present, newWeek, newMonth) = sets[i].days.withUnsafeBufferPointer { days in
+            let p = days.partitioningIndex { $0 >= day }
+            return (p, p < days.count && days[p] == day, !Self.any(days, week, week + 7), !Self.any(days, monthFrom, monthTo))
+        }
+        if present { return (false, false, false) }
         sets[i].days.insert(day, at: p)
         changed = true
         return (true, newWeek, newMonth)
@@ -449,14 +477,15 @@ final class Activity {
         return true
     }
 
-    func encode() -> [UInt8] {
+    /// `names`: channel names by id.
+    func encode(_ names: [String]) -> [UInt8] {
         var w = ByteWriter(capacity: 64)
-        // Sets in (kind, channel) order: the bytes do not depend on the order days arrived in.
-        let ordered = sets.sorted { ($0.kind, $0.channel) < ($1.kind, $1.channel) }
+        // Sets in (kind, channel name) order: the bytes do not depend on the order days arrived in.
+        let ordered = sets.sorted { ($0.kind, names[Int($0.channel)]) < ($1.kind, names[Int($1.channel)]) }
         w.uint(UInt64(ordered.count))
         for s in ordered {
             w.byte(s.kind)
-            w.string(s.channel)
+            w.string(names[Int(s.channel)])
             w.uint(UInt64(s.days.count))
             var prev: Int32 = 0
             for (j, d) in s.days.enumerated() {
@@ -470,13 +499,14 @@ final class Activity {
         return w.bytes
     }
 
-    static func decode(_ raw: UnsafeRawBufferPointer) throws -> Activity {
+    /// `channelID`: the id of a channel name.
+    static func decode(_ raw: UnsafeRawBufferPointer, channelID: (String) -> UInt16) throws -> Activity {
         try raw.withMemoryRebound(to: UInt8.self) { b in
             var r = BinaryReader(b)
             let a = Activity()
             for _ in 0..<(try r.varint()) {
                 let kind = try r.byte()
-                let channel = try r.string()
+                let channel = channelID(try r.string())
                 let n = Int(try r.varint())
                 var days: [Int32] = []
                 days.reserveCapacity(n)

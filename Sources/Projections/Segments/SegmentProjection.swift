@@ -91,7 +91,8 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
     private var scheduleDeletes: [(Micros, UInt64)] = []
     private var changes: [([UInt8], [UInt8])] = []
     /// (profile, event) of the batch's track events.
-    private var eventAdds: [(UInt64, Event)] = []
+    /// The batch's track events: (profile, seq, index in the batch).
+    private var eventAdds: [(pid: UInt64, seq: UInt64, index: Int)] = []
     private var sizeDelta: [String: Int64] = [:]
     private var updated: [String: Micros] = [:]
     private var metaDirty = false
@@ -128,23 +129,27 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         var ai = assignments.startIndex
         // The fields the profile projection read (when it folded exactly these events).
         let pre = profiles.fields(of: events)
-        for (i, e) in events.enumerated() {
-            if e.type == .system {
-                if let f = systemEvent(e) { failures.append(ProjectionFailure(projection: name, seq: e.seq, error: f)) }
+        // By index, reading an event's scalars in place: binding each event to a local copies
+        // it, a reference count on a body the other folds read too.
+        for i in events.indices {
+            let seq = events[i].seq, type = events[i].type
+            if type == .system {
+                if let f = systemEvent(events[i]) { failures.append(ProjectionFailure(projection: name, seq: seq, error: f)) }
                 continue
             }
-            while ai < assignments.endIndex && assignments[ai].seq < e.seq { ai += 1 }
-            guard ai < assignments.endIndex, assignments[ai].seq == e.seq else { continue }
+            while ai < assignments.endIndex && assignments[ai].seq < seq { ai += 1 }
+            guard ai < assignments.endIndex, assignments[ai].seq == seq else { continue }
             let pid = assignments[ai].profile
-            if e.timestamp > clock { clock = e.timestamp }
+            let timestamp = events[i].timestamp
+            if timestamp > clock { clock = timestamp }
             touched.insert(pid)
-            guard e.type == .track else { continue }
-            let view = e.view
-            eventAdds.append((pid, e))
-            guard !eventIndex.isEmpty, let name = (pre?.items[i].fields.event ?? view["event"])?.stringValue,
+            guard type == .track else { continue }
+            eventAdds.append((pid, seq, i))
+            guard !eventIndex.isEmpty, let name = (pre?.items[i - events.startIndex].fields.event ?? events[i].view["event"])?.stringValue,
                   let conds = eventIndex[name] else { continue }
+            let view = events[i].view
             for (key, c) in conds where !redefined.contains(key) && c.matches(view) {
-                try count(CounterKey(key: key, index: c.index, pid: pid), c, e.timestamp, tx)
+                try count(CounterKey(key: key, index: c.index, pid: pid), c, timestamp, tx)
             }
         }
 
@@ -178,7 +183,7 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         // evaluate everyone.
         var everyone = false
         if !redefined.isEmpty {
-            try backfill(tx)
+            try backfill(events, tx)
             everyone = true
         }
         if clock > startClock || everyone { metaDirty = true }
@@ -316,7 +321,7 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
 
     /// Rebuilds the counters of the definitions in `redefined` from the track events indexed in
     /// `seg_events` (bodies read from the log) and the batch's own.
-    private func backfill(_ tx: borrowing ReadTransaction) throws {
+    private func backfill(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws {
         // Whatever this batch counted for them before their definition event is counted again below.
         for k in counters.keys where redefined.contains(k.key) { counters[k] = nil }
         dirty = dirty.filter { !redefined.contains($0.key) }
@@ -375,7 +380,7 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
             for (pid, e) in found { try consider(pid, e.timestamp, e.view, tx) }
             from = last
         }
-        for (pid, e) in eventAdds { try consider(pid, e.timestamp, e.view, tx) }
+        for (pid, _, i) in eventAdds { try consider(pid, events[i].timestamp, events[i].view, tx) }
     }
 
     // MARK: Profiles
@@ -585,7 +590,7 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         for (due, pid) in scheduleDeletes { _ = try tx.delete(scheduleDB, key: Self.scheduleKey(due, pid)) }
         for (pid, due) in scheduleAdds.sorted(by: { $0.key < $1.key }) { try tx.put(scheduleDB, key: Self.scheduleKey(due, pid), value: []) }
         for (k, v) in changes { try tx.put(changesDB, key: k, value: v) }
-        for (pid, e) in eventAdds { try tx.put(eventsDB, key: e.seq.be, value: pid.be, flags: .append) }
+        for (pid, seq, _) in eventAdds { try tx.put(eventsDB, key: seq.be, value: pid.be, flags: .append) }
         for (key, d) in sizeDelta.sorted(by: { $0.key < $1.key }) where d != 0 {
             let k = Array("size/\(key)".utf8)
             let old = try tx.withValue(metaDB, key: k) { $0.loadUnaligned(as: Int64.self) } ?? 0
