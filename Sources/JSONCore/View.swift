@@ -152,6 +152,16 @@ public struct JSONView: Sendable {
         }
     }
 
+    /// `body` over a string's UTF-8 bytes in place; nil when this is not a string.
+    public func withUTF8<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
+        guard tag == 5 else { return nil }
+        return try bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
+            return try body(UnsafeBufferPointer(rebasing: b[i..<i + len]))
+        }
+    }
+
     /// True when this is the string `s` (compared without allocating).
     public func isString(_ s: String) -> Bool {
         guard tag == 5 else { return false }

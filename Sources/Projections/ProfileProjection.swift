@@ -287,14 +287,13 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
 
         // Resolve, dropping the lowest-priority identifier involved while a limit would break.
         var owners: [UInt64?] = try found.map { try lookup($0.id, tx) }
-        var states: [UInt64: ProfileState] = [:]
-        for case let pid? in owners where states[pid] == nil { states[pid] = try load(pid, tx) }
+        var states = States()
+        for case let pid? in owners where states[pid] == nil { states.add(pid, try load(pid, tx)) }
         while let (type, limit) = violation(found, owners, states) {
             guard let victim = involved(type, found, owners, states) else { break }
             let f = found[victim]
-            let others = Set(owners.compactMap { $0 })
             dropped.append((f.id.description, f.origin,
-                            others.count > 1 || owners[victim] != nil
+                            Self.distinctOwners(owners) > 1 || owners[victim] != nil
                                 ? "linking it would give one profile \(limit + 1)+ \(type) identifiers (limit \(limit))"
                                 : "the profile already has \(limit) \(type) identifiers (limit \(limit))"))
             found.remove(at: victim)
@@ -302,7 +301,10 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         }
 
         // The profile: existing ones merge into the oldest; none: a new one named by this seq.
-        let pids = Set(owners.compactMap { $0 }).sorted()
+        // The profiles involved, ascending (a few at most: a sorted array, not a set).
+        var pids: [UInt64] = []
+        for case let pid? in owners where !pids.contains(pid) { pids.append(pid) }
+        pids.sort()
         var notes: [String] = []
         var state: ProfileState
         if let survivor = pids.first {
@@ -336,10 +338,28 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         return nil
     }
 
+    private static func distinctOwners(_ owners: [UInt64?]) -> Int {
+        var n = 0
+        for (i, o) in owners.enumerated() where o != nil && !owners[..<i].contains(o) { n += 1 }
+        return n
+    }
+
+    /// The states of the few profiles one event involves (usually one): a small array searched
+    /// linearly, not a dictionary allocated and hashed per event.
+    struct States {
+        private var pids: [UInt64] = [], states: [ProfileState] = []
+        var count: Int { pids.count }
+        subscript(pid: UInt64) -> ProfileState? {
+            guard let i = pids.firstIndex(of: pid) else { return nil }
+            return states[i]
+        }
+        mutating func add(_ pid: UInt64, _ state: ProfileState) { pids.append(pid); states.append(state) }
+    }
+
     /// The first type whose limit the union of `owners`' profiles and the new identifiers breaks.
     /// Profiles never share an identifier, so the union's count of a type is the sum over the
     /// profiles plus the event's identifiers none of them holds.
-    private func violation(_ found: [FoundIdentifier], _ owners: [UInt64?], _ states: [UInt64: ProfileState]) -> (String, Int)? {
+    private func violation(_ found: [FoundIdentifier], _ owners: [UInt64?], _ states: States) -> (String, Int)? {
         var pids: [UInt64] = []
         for case let pid? in owners where !pids.contains(pid) { pids.append(pid) }
         // The common case: every identifier already belongs to the one profile.
@@ -360,7 +380,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
 
     /// The lowest-priority identifier whose removal lowers the count of `type` in the union:
     /// a new identifier of that type, or the only link to a profile holding that type.
-    private func involved(_ type: String, _ found: [FoundIdentifier], _ owners: [UInt64?], _ states: [UInt64: ProfileState]) -> Int? {
+    private func involved(_ type: String, _ found: [FoundIdentifier], _ owners: [UInt64?], _ states: States) -> Int? {
         for i in found.indices.reversed() {
             if let pid = owners[i] {
                 let sole = owners.enumerated().allSatisfy { $0.offset == i || $0.element != pid }

@@ -86,7 +86,8 @@ final class ProfileState {
         lastSeen = max(lastSeen, e.timestamp)
         let channel = f.channel?.stringValue ?? ""
         channels[channel.isEmpty ? "unknown" : channel, default: 0] += 1
-        let source = f.source?.stringValue ?? ""
+        // The source is only stamped on what an event sets (most set nothing).
+        var source: String { f.source?.stringValue ?? "" }
 
         // Traits: identify's traits, and context.traits of any call (RudderStack sends them there).
         if e.type == .identify, let t = f.traits, t.isObject { setTraits(t, e, source) }

@@ -130,12 +130,15 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     /// Channels by a small id (0 = `""`, every channel): the fold hashes and compares ids,
     /// not strings. Ids are this process's; the stored keys and records hold the names.
     private var channelNames: [String] = [""]
+    private var channelBytes: [[UInt8]] = [[]]
     private var channelIDs: [String: UInt16] = ["": 0]
+    private lazy var unknownChannel = channelID("unknown")
 
     func channelID(_ name: String) -> UInt16 {
         if let id = channelIDs[name] { return id }
         let id = UInt16(channelNames.count)
         channelNames.append(name)
+        channelBytes.append(Array(name.utf8))
         channelIDs[name] = id
         return id
     }
@@ -143,10 +146,32 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     /// The id of an event's channel (`unknown` when it has none), matched against the names
     /// seen so far in place (no string is built for a known channel).
     private func channelID(_ view: JSONView?) -> UInt16 {
-        guard let view, !view.isString("") else { return channelID("unknown") }
-        for id in 1..<channelNames.count where view.isString(channelNames[id]) { return UInt16(id) }
-        guard let name = view.stringValue else { return channelID("unknown") }
+        let known = view?.withUTF8 { b -> UInt16? in
+            if b.isEmpty { return unknownChannel }
+            for id in 1..<channelBytes.count where channelBytes[id].withUnsafeBufferPointer({ Self.equal(b, $0) }) { return UInt16(id) }
+            return nil
+        }
+        if let known, let known { return known }
+        guard let name = view?.stringValue, !name.isEmpty else { return unknownChannel }
         return channelID(name)
+    }
+
+    private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        a.count == b.count && (a.isEmpty || (a[0] == b[0] && memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0))
+    }
+
+    private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ s: StaticString) -> Bool {
+        equal(a, UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    /// The track events KPIs count by name.
+    private enum Named { case spend, order, refund, survey, other }
+
+    private static func named(_ name: JSONView?) -> Named? {
+        name?.withUTF8 { b in
+            equal(b, "Order Completed") ? .order : equal(b, "Marketing Spend") ? .spend
+                : equal(b, "Order Refunded") ? .refund : equal(b, "Survey Responded") ? .survey : .other
+        }
     }
 
     struct CellKey: Hashable { var channel: UInt16; var gran: UInt8; var period: Int32 }
@@ -268,8 +293,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         for i in events.indices where events[i].type != .system {
             let fields = pre?.items[i - events.startIndex].fields ?? EventFields(events[i].view)
             let day = Timestamp.day(events[i].timestamp)
-            let name = events[i].type == .track ? fields.event : nil
-            if let name, name.isString("Marketing Spend") {
+            let name = events[i].type == .track ? Self.named(fields.event) : nil
+            if name == .spend {
                 let props = fields.properties
                 let ch = props?["channel"]?.stringValue ?? "unknown"
                 add(KPICell.spend, Money(amount: props?["amount"]?.doubleValue ?? 0), day: day, channel: channelID(ch.isEmpty ? "unknown" : ch))
@@ -283,7 +308,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
             try distinct(Activity.active, KPICell.active, pid, day: day, channel: channel, tx)
             add(KPICell.events, 1, day: day, channel: channel)
             guard let name else { continue }
-            if name.isString("Order Completed") {
+            if name == .order {
                 let props = fields.properties
                 if let orderID = props?["order_id"]?.scalarText {
                     if newOrders.contains(orderID) { continue }
@@ -291,12 +316,12 @@ public final class KPIProjection: Projection, @unchecked Sendable {
                     newOrders.insert(orderID)
                 }
                 try order(pid, day: day, channel: channel, value: Money(amount: ProfileState.orderValue(props)), tx)
-            } else if name.isString("Order Refunded") {
+            } else if name == .refund {
                 let props = fields.properties
                 add(KPICell.refunds, 1, day: day, channel: channel)
                 let amount = props?["total"]?.doubleValue ?? props?["revenue"]?.doubleValue ?? props?["amount"]?.doubleValue ?? 0
                 add(KPICell.refundAmount, Money(amount: amount), day: day, channel: channel)
-            } else if name.isString("Survey Responded") {
+            } else if name == .survey {
                 let props = fields.properties
                 guard let score = props?["score"]?.intValue else { continue }
                 if props?["survey"]?.isString("nps") == true {
