@@ -91,11 +91,16 @@ public enum IdentifierExtractor {
         }
         add("user_id", f.userId, "userId")
         add("anonymous_id", f.anonymousId, "anonymousId")
-        let traits = f.traits?.fields(EventFields.traitKeys), ctraits = f.contextTraits?.fields(EventFields.traitKeys)
-        add("email", traits?[0], "traits.email")
-        add("email", ctraits?[0], "context.traits.email")
-        add("phone", traits?[1], "traits.phone")
-        add("phone", ctraits?[1], "context.traits.phone")
+        // email and phone of traits and context.traits, by offset (no array of views per event)
+        var at = (traitsEmail: -1, traitsPhone: -1, contextEmail: -1, contextPhone: -1)
+        f.traits?.forEachField(EventFields.traitKeys) { k, o in if k == 0 { at.traitsEmail = o } else { at.traitsPhone = o } }
+        f.contextTraits?.forEachField(EventFields.traitKeys) { k, o in if k == 0 { at.contextEmail = o } else { at.contextPhone = o } }
+        let body = f.bodyBytes
+        func view(_ o: Int) -> JSONView? { o < 0 ? nil : JSONView(bytes: body, offset: o) }
+        add("email", view(at.traitsEmail), "traits.email")
+        add("email", view(at.contextEmail), "context.traits.email")
+        add("phone", view(at.traitsPhone), "traits.phone")
+        add("phone", view(at.contextPhone), "context.traits.phone")
         add("device_id", f.device?["id"], "context.device.id")
         if let ext = f.externalIds, ext.isArray {
             for e in ext.elements {
@@ -113,6 +118,8 @@ public enum IdentifierExtractor {
 /// folds that share an event on different cores would contend on them).
 public struct EventFields {
     private let bytes: [UInt8]
+    /// The event's body (binary JSON) the fields point into.
+    public var bodyBytes: [UInt8] { bytes }
     /// Offsets of the fields' values in `bytes` in the order of `topKeys` then `contextKeys`;
     /// `absent` where absent. (32 bits hold any offset: LMDB stores no value of 4 GiB.)
     private var at: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)

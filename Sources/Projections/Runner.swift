@@ -2,16 +2,18 @@ import EventLog
 import Foundation
 import LMDB
 
-/// What one applied batch reports: how far the views are, how long the newest event took
-/// from its commit (`receivedAt`) to being visible, failures.
+/// What one applied batch reports: how far the views are, how long its events took from
+/// their receipt (`receivedAt`, just before their commit) to being visible, failures.
 public struct BatchReport: Sendable {
     public var events: Int
     public var lastSeq: UInt64
-    /// Receive-to-visible time of the batch's events, in microseconds (max over the batch).
+    /// Receive-to-visible time of the batch's oldest event, in microseconds (the batch's max).
     public var lagMicros: Int64
     public var failures: [ProjectionFailure]
     /// Events applied per projection name.
     public var perProjection: [String: Int]
+    /// Receive-to-visible time of each event of the batch, in microseconds.
+    public var eventLagsMicros: [Int64] = []
 }
 
 /// Folds the log into one generation: catches up from each projection's checkpoint, then
@@ -267,10 +269,11 @@ public final class ProjectionRunner: @unchecked Sendable {
         if conflict { return nil }
         applied.advance(to: try g.appliedSeq())
         let now = nowMicros()
-        let lag = max(0, now - (batch.events.map(\.receivedAt).max() ?? now))
+        let lags = batch.events.map { max(0, now - $0.receivedAt) }
         var per: [String: Int] = [:]
         for (p, s) in work { per[p.name] = s.count }
-        return BatchReport(events: batch.events.count, lastSeq: last.seq, lagMicros: lag, failures: failures.flatMap { $0 }, perProjection: per)
+        return BatchReport(events: batch.events.count, lastSeq: last.seq, lagMicros: lags.max() ?? 0, failures: failures.flatMap { $0 },
+                           perProjection: per, eventLagsMicros: lags)
     }
 
     /// Tails the log from the views' checkpoint until the task is cancelled, applying each

@@ -140,7 +140,7 @@ struct ProjectionService: Service {
                         var failures: [String: Int] = [:]
                         for f in report.failures { failures[f.projection, default: 0] += 1 }
                         metrics.projected(events: report.perProjection, failures: failures, lastSeq: report.lastSeq,
-                                          lagMicros: report.lagMicros)
+                                          eventLagsMicros: report.eventLagsMicros)
                     }
                 } catch is CancellationError {
                     return

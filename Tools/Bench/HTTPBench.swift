@@ -57,12 +57,18 @@ struct HTTPBench: ParsableCommand {
             // call for a fresh user, then its profile with min_seq = the acknowledged seq.
             let probe = server.map { LagProbe(port: port, writeAuth: auth, readKey: $0.readKey()) }
             probe?.start()
+            // The server's own measure, every event's receipt to visibility, over the same load.
+            let before = try? LagHistogram.scrape(port: port)
             let r = try Load(port: port, authorization: auth, path: "/v1/batch", connections: connections,
                              seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false).run()
             rows.append(r.row("batches of \(batchSize)", connections))
             if let probe {
                 let h = probe.stop()
-                lagLine = "commit-to-visible under the batch load (\(h.totalCount) probes, \(probe.failures) failed\(probe.firstFailure.map { ": first " + $0 } ?? "")): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms"
+                lagLine = "commit-to-visible under the batch load (\(h.totalCount) probes, \(probe.failures) failed\(probe.firstFailure.map { ": first " + $0 } ?? "")): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms (ack → profile answer: includes the read request's own trip through the loaded server)"
+            }
+            if let before, let after = try? LagHistogram.scrape(port: port) {
+                let d = after.minus(before)
+                lagLine = (lagLine.map { $0 + "\n" } ?? "") + "the server's receipt-to-visible lag of every event under the batch load (\(Int(d.count)) events, touchstone_projection_lag_seconds): p50 \(d.quantile(0.5)), p99 \(d.quantile(0.99)), share within 20 ms \(fmt(100 * d.share(within: 0.020), 1)) %"
             }
         }
         if mode == "track" || mode == "both" {
@@ -79,6 +85,43 @@ struct HTTPBench: ParsableCommand {
         print("|---|---:|---:|---:|---:|---:|---:|")
         for r in rows { print(r) }
         if let lagLine { print(""); print(lagLine) }
+    }
+}
+
+/// `touchstone_projection_lag_seconds` as the server's `/metrics` exports it: cumulative
+/// counts per bucket bound (seconds).
+struct LagHistogram {
+    var buckets: [(Double, Double)]
+    var count: Double { buckets.last?.1 ?? 0 }
+
+    static func scrape(port: Int) throws -> LagHistogram {
+        let socket = try BlockingSocket(port: port)
+        defer { socket.close() }
+        let (status, body) = try socket.roundTripBody(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+        guard status == 200 else { throw BenchError("/metrics answered \(status)") }
+        var buckets: [(Double, Double)] = []
+        for line in String(decoding: body, as: UTF8.self).split(separator: "\n") where line.hasPrefix("touchstone_projection_lag_seconds_bucket{") {
+            guard let le = line.split(separator: "le=\"").last?.split(separator: "\"").first,
+                  let n = line.split(separator: " ").last.flatMap({ Double($0) }) else { continue }
+            buckets.append((le == "+Inf" ? .infinity : Double(le) ?? .infinity, n))
+        }
+        return LagHistogram(buckets: buckets.sorted { $0.0 < $1.0 })
+    }
+
+    func minus(_ o: LagHistogram) -> LagHistogram {
+        LagHistogram(buckets: buckets.map { b in (b.0, b.1 - (o.buckets.first { $0.0 == b.0 }?.1 ?? 0)) })
+    }
+
+    func share(within bound: Double) -> Double {
+        guard count > 0 else { return 0 }
+        return (buckets.first { $0.0 >= bound - 1e-9 }?.1 ?? count) / count
+    }
+
+    /// The bucket holding quantile `q`, as "≤ bound ms" (a histogram gives no finer answer).
+    func quantile(_ q: Double) -> String {
+        guard count > 0 else { return "n/a" }
+        guard let b = buckets.first(where: { $0.1 >= q * count }) else { return "n/a" }
+        return b.0.isInfinite ? "> \(fmt(1000 * (buckets.dropLast().last?.0 ?? 0), 0)) ms" : "≤ \(fmt(1000 * b.0, 0)) ms"
     }
 }
 
