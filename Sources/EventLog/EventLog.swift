@@ -384,6 +384,11 @@ public final class EventLog: @unchecked Sendable {
 
     // MARK: Tailing
 
+    /// When each of `seqs` (ascending) was durably committed by this process (µs since the
+    /// epoch); nil where unknown: committed by another process, or before the last few
+    /// thousand commits. For the views' commit-to-visible lag.
+    public func commitMicros(_ seqs: [UInt64]) -> [Micros?] { notifier.commitMicros(seqs) }
+
     /// Waits until the log holds `seq` or `timeout` passes; returns whether it does. Wakes on
     /// commits of this process at once, and polls for commits made by other processes.
     public func waitForSeq(_ seq: UInt64, timeout: Duration) async -> Bool {

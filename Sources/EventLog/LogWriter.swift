@@ -101,13 +101,41 @@ final class CommitNotifier: @unchecked Sendable {
     private var waiters: [UInt64: (UInt64, CheckedContinuation<Void, Never>)] = [:]
     private var nextID: UInt64 = 0
 
+    /// Recent commits of this process, ascending: (last seq of the commit, when it became
+    /// durable). Bounded: the oldest are dropped.
+    private var commits: [(seq: UInt64, at: Micros)] = []
+    private static let keptCommits = 4096
+
     func publish(_ seq: UInt64) {
+        let now = nowMicros()
         lock.lock()
+        if seq > committed {
+            commits.append((seq, now))
+            if commits.count >= 2 * Self.keptCommits { commits.removeFirst(commits.count - Self.keptCommits) }
+        }
         committed = max(committed, seq)
         let ready = waiters.filter { $0.value.0 <= committed }
         for id in ready.keys { waiters.removeValue(forKey: id) }
         lock.unlock()
         for (_, w) in ready { w.1.resume() }
+    }
+
+    /// When each of `seqs` (ascending) became durable in this process, nil where unknown
+    /// (committed by another process, or long ago).
+    func commitMicros(_ seqs: [UInt64]) -> [Micros?] {
+        lock.withLock {
+            guard let first = seqs.first else { return [] }
+            var lo = 0, hi = commits.count  // the first commit holding `first`
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if commits[mid].seq >= first { hi = mid } else { lo = mid + 1 }
+            }
+            var i = lo
+            return seqs.map { seq in
+                while i < commits.count && commits[i].seq < seq { i += 1 }
+                return i < commits.count ? commits[i].at : nil
+            }
+        }
     }
 
     private func expire(_ id: UInt64) {

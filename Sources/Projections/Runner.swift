@@ -3,16 +3,17 @@ import Foundation
 import LMDB
 
 /// What one applied batch reports: how far the views are, how long its events took from
-/// their receipt (`receivedAt`, just before their commit) to being visible, failures.
+/// their commit to being visible, failures.
 public struct BatchReport: Sendable {
     public var events: Int
     public var lastSeq: UInt64
-    /// Receive-to-visible time of the batch's oldest event, in microseconds (the batch's max).
+    /// Commit-to-visible time of the batch's oldest event, in microseconds (the batch's max).
     public var lagMicros: Int64
     public var failures: [ProjectionFailure]
     /// Events applied per projection name.
     public var perProjection: [String: Int]
-    /// Receive-to-visible time of each event of the batch, in microseconds.
+    /// Commit-to-visible time of each event of the batch, in microseconds: from its durable
+    /// commit when this process made it, else from its receipt (`receivedAt`, earlier).
     public var eventLagsMicros: [Int64] = []
 }
 
@@ -269,7 +270,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         if conflict { return nil }
         applied.advance(to: try g.appliedSeq())
         let now = nowMicros()
-        let lags = batch.events.map { max(0, now - $0.receivedAt) }
+        // From each event's durable commit when this process made it (else its receipt).
+        let committed = log.commitMicros(batch.events.map(\.seq))
+        let lags = batch.events.indices.map { max(0, now - (committed[$0] ?? batch.events[$0].receivedAt)) }
         var per: [String: Int] = [:]
         for (p, s) in work { per[p.name] = s.count }
         return BatchReport(events: batch.events.count, lastSeq: last.seq, lagMicros: lags.max() ?? 0, failures: failures.flatMap { $0 },

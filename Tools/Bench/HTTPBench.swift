@@ -57,7 +57,7 @@ struct HTTPBench: ParsableCommand {
             // call for a fresh user, then its profile with min_seq = the acknowledged seq.
             let probe = server.map { LagProbe(port: port, writeAuth: auth, readKey: $0.readKey()) }
             probe?.start()
-            // The server's own measure, every event's receipt to visibility, over the same load.
+            // The server's own measure, every event's commit to visibility, over the same load.
             let before = try? LagHistogram.scrape(port: port)
             let r = try Load(port: port, authorization: auth, path: "/v1/batch", connections: connections,
                              seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false).run()
@@ -68,7 +68,7 @@ struct HTTPBench: ParsableCommand {
             }
             if let before, let after = try? LagHistogram.scrape(port: port) {
                 let d = after.minus(before)
-                lagLine = (lagLine.map { $0 + "\n" } ?? "") + "the server's receipt-to-visible lag of every event under the batch load (\(Int(d.count)) events, touchstone_projection_lag_seconds): p50 \(d.quantile(0.5)), p99 \(d.quantile(0.99)), share within 20 ms \(fmt(100 * d.share(within: 0.020), 1)) %"
+                lagLine = (lagLine.map { $0 + "\n" } ?? "") + "the server's commit-to-visible lag of every event under the batch load (\(Int(d.count)) events, touchstone_projection_lag_seconds): p50 \(d.quantile(0.5)), p99 \(d.quantile(0.99)), share within 20 ms \(fmt(100 * d.share(within: 0.020), 1)) %"
             }
         }
         if mode == "track" || mode == "both" {

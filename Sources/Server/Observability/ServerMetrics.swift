@@ -37,7 +37,7 @@ public final class ServerMetrics: @unchecked Sendable {
         "touchstone_http_requests_in_flight": "HTTP requests being answered now.",
         "touchstone_rate_limited_total": "Tracking requests refused with 429 by a source's rate limit, by source.",
         "touchstone_auth_failures_total": "Requests refused for a missing, unknown, revoked or wrong kind of key, by reason.",
-        "touchstone_projection_lag_seconds": "Time from an event's receipt (just before its commit) to its being visible in the views, per event.",
+        "touchstone_projection_lag_seconds": "Time from an event's durable commit to its being visible in the views, per event.",
         "touchstone_projection_events_total": "Events folded into the live views, by projection.",
         "touchstone_projection_failures_total": "Events a projection could not apply (recorded and skipped), by projection.",
         "touchstone_projection_applied_seq": "The highest seq every projection of the live views has applied.",
