@@ -204,16 +204,21 @@ public final class KPIProjection: Projection, @unchecked Sendable {
 
     func cellKey(_ k: CellKey) -> [UInt8] { Array(channelNames[Int(k.channel)].utf8) + [0, k.gran] + Self.period(k.period) }
 
-    /// Adds `v` to `field` of the cell, loading it first when the batch has not touched it
-    /// (in place: the cell's counters are not copied).
-    private func bump(_ k: CellKey, _ field: Int, _ v: Int64, _ tx: borrowing ReadTransaction) throws {
+    /// Changes the cell in place, loading it first when the batch has not touched it (the
+    /// cell's counters are not copied).
+    private func update(_ k: CellKey, _ tx: borrowing ReadTransaction, _ change: (inout KPICell) -> Void) throws {
         if let i = cells.index(forKey: k) {
-            cells.values[i][field] += v
+            change(&cells.values[i])
             return
         }
         var c = try tx.withValue(cellsDB, key: cellKey(k)) { try KPICell.decode($0) } ?? KPICell()
-        c[field] += v
+        change(&c)
         cells[k] = c
+    }
+
+    /// Adds `v` to `field` of the cell.
+    private func bump(_ k: CellKey, _ field: Int, _ v: Int64, _ tx: borrowing ReadTransaction) throws {
+        try update(k, tx) { $0[field] += v }
     }
 
     struct DayKey: Hashable { var channel: UInt16; var day: Int32 }
@@ -231,14 +236,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
                 let p = Int32(g.period(ofDay: Int(k.day)))
                 for j in 0..<2 {
                     let ch = j == 0 ? 0 : k.channel
-                    let key = CellKey(channel: ch, gran: g.rawValue, period: p)
-                    if let i = cells.index(forKey: key) {
-                        cells.values[i] += d
-                    } else {
-                        var c = try tx.withValue(cellsDB, key: cellKey(key)) { try KPICell.decode($0) } ?? KPICell()
-                        c += d
-                        cells[key] = c
-                    }
+                    try update(CellKey(channel: ch, gran: g.rawValue, period: p), tx) { $0 += d }
                 }
             }
         }
