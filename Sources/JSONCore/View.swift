@@ -27,6 +27,7 @@ public struct JSONView: Sendable {
     public var isNull: Bool { tag == 0 }
     public var isObject: Bool { tag == 7 }
     public var isArray: Bool { tag == 6 }
+    public var isString: Bool { tag == 5 }
 
     /// The member `key` of an object (the last one, if repeated); nil otherwise.
     public subscript(key: String) -> JSONView? {
@@ -216,8 +217,9 @@ public struct JSONView: Sendable {
         }
     }
 
-    @inline(__always)
-    static func varint(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int? {
+    /// The LEB128 varint at `i` (advancing it), nil when cut short or too long.
+    @inlinable @inline(__always)
+    public static func varint(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int? {
         var result = 0, shift = 0
         while i < b.count {
             let byte = b[i]
@@ -231,7 +233,8 @@ public struct JSONView: Sendable {
     }
 
     /// Offset just past the value starting at `i`, or nil if the bytes are cut short.
-    static func skip(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
+    @inlinable
+    public static func skip(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
         guard start < b.count else { return nil }
         var i = start + 1
         switch b[start] {

@@ -1,0 +1,123 @@
+import Testing
+@testable import JSONCore
+
+/// `JSON.transcode` must be `parse` then `binary`, byte for byte and error for error: the
+/// ingest path stores what it yields.
+@Suite struct Transcoding {
+    func same(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let bytes = Array(text.utf8)
+        let viaTree = Result { () throws(JSONParseError) in try JSON.parse(bytes).binary }
+        let direct = Result { () throws(JSONParseError) in try JSON.transcode(bytes) }
+        switch (viaTree, direct) {
+        case let (.success(a), .success(b)): #expect(a == b, "bytes differ for \(text.prefix(200))", sourceLocation: sourceLocation)
+        case let (.failure(a), .failure(b)): #expect(a == b, "errors differ for \(text.prefix(200))", sourceLocation: sourceLocation)
+        default: Issue.record("one accepted and the other refused \(text.prefix(200)): \(viaTree) vs \(direct)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func handWrittenValuesAndErrors() {
+        for text in [
+            #"{"b":1,"a":[true,false,null,-2.5,"x\n\u00e9\ud83d\ude00"],"c":{}}"#, "[]", "{}", " 1 ", "-0", "0.5e-3",
+            "9223372036854775807", "-9223372036854775808", "123456789012345678901234", "1E400", "\u{FEFF}{}",
+            #""caf\u00e9 ü \"q\" \\ \/ \b\f\r\t""#, #"{"k\"ey":"v","k\"ey":2}"#, "\"é😀\"",
+            "", "{", "{\"a\":}", "[1,]", "{\"a\":1,}", "01", "\"\u{01}\"", "nul", "[1] x", "\"\\q\"", "1.", "-", "\"\\ud800\"",
+            "\"abc", "\"ab\\", "{\"a\" 1}", "[1 2]", "\"\\udc00\"", "\"\\ud800\\u0041\"", "tru", "[", "{\"a\":1", #"{"a":tru}"#,
+        ] {
+            same(text)
+        }
+        same("\"é\"")
+        // Invalid UTF-8 inside a string: both refuse at the string's start.
+        let bad: [UInt8] = [0x5B, 0x22, 0x61, 0xC3, 0x28, 0x22, 0x5D]
+        let a = Result { () throws(JSONParseError) in try JSON.parse(bad).binary }
+        let b = Result { () throws(JSONParseError) in try JSON.transcode(bad) }
+        guard case .failure(let ea) = a, case .failure(let eb) = b else { Issue.record("accepted invalid UTF-8"); return }
+        #expect(ea == eb)
+    }
+
+    @Test func nestingLimitIsTheParsers() {
+        same(String(repeating: "[", count: 64) + String(repeating: "]", count: 64))
+        same(String(repeating: "[", count: 65) + String(repeating: "]", count: 65))
+        same(String(repeating: "{\"a\":", count: 65) + "1" + String(repeating: "}", count: 65))
+    }
+
+    @Test func countsOfAHundredAndTwentyEightAndMoreTakeLongerVarints() {
+        for n in [127, 128, 129, 300, 16_383, 16_384, 20_000] {
+            same("[" + (0..<n).map { String($0) }.joined(separator: ",") + "]")
+            same("{" + (0..<n).map { "\"k\($0)\":[\($0),{}]" }.joined(separator: ",") + "}")
+        }
+        same("{\"a\":[" + (0..<200).map { "{\"x\":\($0)}" }.joined(separator: ",") + "],\"b\":" + "\"" + String(repeating: "z", count: 20_000) + "\"}")
+    }
+
+    @Test func randomTreesWrittenWithRandomSpacingAndEscapes() {
+        var rng = SplitMix(seed: 0x5EED)
+        for _ in 0..<2_000 {
+            let v = randomValue(&rng, depth: 0)
+            same(write(v, &rng))
+        }
+    }
+
+    // MARK: Generation
+
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    func randomString(_ rng: inout SplitMix) -> String {
+        let alphabet: [String] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\u{01}", "é", "😀", "中", "\r\n", "x"]
+        let n = Int.random(in: 0...(Bool.random(using: &rng) ? 6 : 40), using: &rng)
+        return (0..<n).map { _ in alphabet.randomElement(using: &rng)! }.joined()
+    }
+
+    func randomValue(_ rng: inout SplitMix, depth: Int) -> JSON {
+        switch Int.random(in: 0..<(depth > 4 ? 6 : 8), using: &rng) {
+        case 0: return .null
+        case 1: return .bool(Bool.random(using: &rng))
+        case 2: return .int(Int64.random(in: Int64.min...Int64.max, using: &rng) >> Int64.random(in: 0...63, using: &rng))
+        case 3: return .double(Double(Int.random(in: -1_000_000...1_000_000, using: &rng)) / 1_000)
+        case 4, 5: return .string(randomString(&rng))
+        case 6: return .array((0..<Int.random(in: 0...6, using: &rng)).map { _ in randomValue(&rng, depth: depth + 1) })
+        default:
+            return .object((0..<Int.random(in: 0...6, using: &rng)).map { _ in (randomString(&rng), randomValue(&rng, depth: depth + 1)) })
+        }
+    }
+
+    /// JSON text of `v`, with random whitespace and some characters escaped as `\u`.
+    func write(_ v: JSON, _ rng: inout SplitMix) -> String {
+        func ws() -> String { ["", "", " ", "\n", "\t ", "\r\n"].randomElement(using: &rng)! }
+        func str(_ s: String) -> String {
+            var out = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": out += "\\\""
+                case "\\": out += Bool.random(using: &rng) ? "\\\\" : "\\u005c"
+                case "\n": out += "\\n"
+                case "\t": out += "\\t"
+                case "\r": out += "\\r"
+                case "/": out += Bool.random(using: &rng) ? "/" : "\\/"
+                case _ where u.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
+                case _ where u.value > 0xFFFF && Bool.random(using: &rng):
+                    let x = u.value - 0x10000
+                    out += "\\u" + String(0xD800 + (x >> 10), radix: 16) + "\\u" + String(0xDC00 + (x & 0x3FF), radix: 16)
+                default: out.unicodeScalars.append(u)
+                }
+            }
+            return out + "\""
+        }
+        switch v {
+        case .object(let m):
+            return "{" + ws() + m.map { ws() + str($0.0) + ws() + ":" + ws() + write($0.1, &rng) + ws() }.joined(separator: ",") + "}"
+        case .array(let a):
+            return "[" + ws() + a.map { ws() + write($0, &rng) + ws() }.joined(separator: ",") + "]"
+        case .string(let s): return str(s)
+        default: return String(decoding: v.jsonBytes(), as: UTF8.self)
+        }
+    }
+}
