@@ -33,6 +33,21 @@ public final class Pattern: @unchecked Sendable {
         }
         return regex.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
     }
+
+    /// `matches` on a string's UTF-8 bytes (valid UTF-8), making a `String` only when the
+    /// automaton cannot answer.
+    @inline(__always)
+    public func matches(utf8 s: UnsafeBufferPointer<UInt8>) -> Bool {
+        if let automaton {
+            switch automaton.search(s) {
+            case .match: return true
+            case .noMatch: return false
+            case .notASCII: break
+            }
+        }
+        let string = String(decoding: s, as: UTF8.self)
+        return regex.firstMatch(in: string, range: NSRange(string.startIndex..., in: string)) != nil
+    }
 }
 
 /// A Glushkov automaton of at most 64 positions, simulated with one `UInt64` of states.

@@ -11,18 +11,21 @@ final class Program: @unchecked Sendable {
     let nodes: [Node]
     private let patternObjects: [Pattern]
 
-    private let info: UnsafeMutableBufferPointer<NodeInfo>
-    private let stringOps: UnsafeMutableBufferPointer<StringOp>
-    private let numberOps: UnsafeMutableBufferPointer<NumberOp>
-    private let objects: UnsafeMutableBufferPointer<ObjectInfo>
-    private let arrays: UnsafeMutableBufferPointer<ArrayInfo>
-    private let checks: UnsafeMutableBufferPointer<CheckOp>
-    private let properties: UnsafeMutableBufferPointer<PropertyEntry>
-    private let patternProperties: UnsafeMutableBufferPointer<PatternEntry>
-    private let lists: UnsafeMutableBufferPointer<Int32>
-    private let strings: UnsafeMutableBufferPointer<String>
-    private let values: UnsafeMutableBufferPointer<JSON>
-    private let patterns: UnsafeMutableBufferPointer<Unmanaged<Pattern>>
+    let info: UnsafeMutableBufferPointer<NodeInfo>
+    let stringOps: UnsafeMutableBufferPointer<StringOp>
+    let numberOps: UnsafeMutableBufferPointer<NumberOp>
+    let objects: UnsafeMutableBufferPointer<ObjectInfo>
+    let arrays: UnsafeMutableBufferPointer<ArrayInfo>
+    let checks: UnsafeMutableBufferPointer<CheckOp>
+    let properties: UnsafeMutableBufferPointer<PropertyEntry>
+    let patternProperties: UnsafeMutableBufferPointer<PatternEntry>
+    let lists: UnsafeMutableBufferPointer<Int32>
+    let strings: UnsafeMutableBufferPointer<String>
+    /// `strings` as UTF-8, for the binary evaluation: (offset into `stringPool`, length).
+    let stringSpans: UnsafeMutableBufferPointer<(Int, Int)>
+    let stringPool: UnsafeMutableBufferPointer<UInt8>
+    let values: UnsafeMutableBufferPointer<JSON>
+    let patterns: UnsafeMutableBufferPointer<Unmanaged<Pattern>>
 
     struct NodeInfo {
         var types = TypeSet.all
@@ -167,6 +170,13 @@ final class Program: @unchecked Sendable {
         self.patternProperties = Program.buffer(patternProperties)
         self.lists = Program.buffer(lists)
         self.strings = Program.buffer(strings)
+        var pool: [UInt8] = [], spans: [(Int, Int)] = []
+        for str in strings {
+            spans.append((pool.count, str.utf8.count))
+            pool += Array(str.utf8)
+        }
+        self.stringSpans = Program.buffer(spans)
+        self.stringPool = Program.buffer(pool)
         self.values = Program.buffer(values)
         self.patterns = Program.buffer(patterns.map { Unmanaged.passUnretained($0) })
     }
@@ -174,7 +184,7 @@ final class Program: @unchecked Sendable {
     deinit {
         info.deallocate(); stringOps.deallocate(); numberOps.deallocate(); objects.deallocate()
         arrays.deallocate(); checks.deallocate(); properties.deallocate(); patternProperties.deallocate()
-        lists.deallocate(); patterns.deallocate()
+        lists.deallocate(); patterns.deallocate(); stringSpans.deallocate(); stringPool.deallocate()
         strings.deinitialize().deallocate()
         values.deinitialize().deallocate()
     }

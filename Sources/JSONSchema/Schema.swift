@@ -47,6 +47,12 @@ public final class Schema: Sendable {
     @inline(__always)
     public func isValid(_ value: JSON) -> Bool { program.isValid(root.id, value) }
 
+    /// Whether a value in binary JSON form (`JSON.encodeBinary`) satisfies the schema,
+    /// evaluated on the bytes. The same answer as `isValid` on its tree.
+    public func isValid(binary value: [UInt8]) -> Bool {
+        value.withUnsafeBufferPointer { program.isValid(root.id, binary: $0, at: 0) }
+    }
+
     /// Every reason `value` does not satisfy the schema; empty when it does.
     public func validate(_ value: JSON) -> [ValidationFailure] {
         validate(value, root: "the value")

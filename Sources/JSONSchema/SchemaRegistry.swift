@@ -136,6 +136,51 @@ public final class SchemaRegistry: Sendable {
         return ok
     }
 
+    /// `isValid` for a message in binary JSON form (`JSON.encodeBinary`), evaluated on the
+    /// bytes: the ingest path's check, with no tree built. Answers as `isValid(tree)` does.
+    public func isValid(binary message: [UInt8]) -> Bool {
+        message.withUnsafeBufferPointer { b in
+            guard !b.isEmpty else { return false }
+            var ok = true
+            for s in all where ok { ok = program.isValid(roots[s], binary: b, at: 0) }
+            guard ok, b[0] == 7 else { return ok }
+            // The call type and track event, as the tree lookup finds them (the last one wins).
+            var type: UnsafeBufferPointer<UInt8>?, event: UnsafeBufferPointer<UInt8>?
+            var i = 1
+            guard let n = JSONView.varint(b, &i) else { return false }
+            for _ in 0..<n {
+                guard let len = JSONView.varint(b, &i), i + len <= b.count else { return false }
+                let key = UnsafeBufferPointer(rebasing: b[i..<i + len])
+                let value = i + len
+                guard let next = JSONView.skip(b, value) else { return false }
+                if len == 4 || len == 5 {
+                    var text: UnsafeBufferPointer<UInt8>?
+                    if b[value] == 5 {
+                        var j = value + 1
+                        if let l = JSONView.varint(b, &j), j + l <= b.count { text = UnsafeBufferPointer(rebasing: b[j..<j + l]) }
+                    }
+                    if SchemaRegistry.equals(key, "type") { type = text } else if SchemaRegistry.equals(key, "event") { event = text }
+                }
+                i = next
+            }
+            guard let type else { return true }
+            for entry in byType where SchemaRegistry.equals(type, entry.type) {
+                for s in entry.schemas where ok { ok = program.isValid(roots[s], binary: b, at: 0) }
+            }
+            if ok, SchemaRegistry.equals(type, "track"), let event,
+               let schemas = byEvent[String(decoding: event, as: UTF8.self)] {
+                for s in schemas where ok { ok = program.isValid(roots[s], binary: b, at: 0) }
+            }
+            return ok
+        }
+    }
+
+    @inline(__always)
+    private static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { u in u.count == bytes.count && (u.isEmpty || memcmp(u.baseAddress!, bytes.baseAddress!, u.count) == 0) }
+    }
+
     @inline(__always)
     private func forEachApplicable(_ message: JSON, _ body: (Int) -> Void) {
         for s in all { body(s) }

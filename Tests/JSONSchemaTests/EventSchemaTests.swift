@@ -4,7 +4,14 @@ import Testing
 
 /// The real schemas in Schemas/events against messages as real clients send them.
 @Suite struct EventSchemas {
-    func failures(_ text: String) throws -> [ValidationFailure] { eventSchemas.validate(try JSON.parse(text)) }
+    /// The tree's failures, checked against the binary evaluation's yes or no.
+    func failures(_ text: String) throws -> [ValidationFailure] {
+        let message = try JSON.parse(text)
+        let found = eventSchemas.validate(message)
+        #expect(eventSchemas.isValid(binary: message.binary) == found.isEmpty, "binary and tree validation disagree on \(text)")
+        #expect(eventSchemas.isValid(message) == found.isEmpty)
+        return found
+    }
     func messages(_ text: String) throws -> [String] { try failures(text).map(\.message) }
 
     @Test func theShippedFilesLoadAndLibrariesApplyToNothing() throws {

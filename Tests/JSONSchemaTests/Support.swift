@@ -18,6 +18,7 @@ func accepts(_ s: Schema, _ value: String) throws -> Bool {
     let v = try JSON.parse(value)
     let valid = s.isValid(v)
     #expect(valid == s.validate(v).isEmpty, "isValid and validate disagree on \(value)")
+    #expect(valid == s.isValid(binary: v.binary), "the binary evaluation disagrees with the tree's on \(value)")
     return valid
 }
 
