@@ -79,13 +79,116 @@ public struct EnvelopeBuilder: Sendable {
         if bytes.count > maxMessageBytes {
             return .failure(Rejection(code: "too_large", message: "message is \(bytes.count) bytes, over the \(maxMessageBytes)-byte limit"))
         }
-        let message: JSON
+        let message: [UInt8]
         do {
-            message = try JSON.parse(bytes)
+            message = try JSON.transcode(bytes)
         } catch {
             return .failure(Rejection(code: "malformed_json", message: error.description))
         }
-        return prepare(message: message, encodedSize: bytes.count, source: source, receivedAt: receivedAt)
+        return prepare(binary: message, encodedSize: bytes.count, source: source, receivedAt: receivedAt)
+    }
+
+    private static let envelopeKeys = JSONView.KeyList(["type", "originalTimestamp", "timestamp", "sentAt", "messageId", "context"])
+
+    /// Prepares a message in binary JSON form (`JSON.transcode` of what the client sent, whose
+    /// size was `encodedSize`), working on the bytes: validation, the envelope and the stored
+    /// body without building a tree. The same result as `prepare(message:)` on its tree.
+    public func prepare(binary message: [UInt8], encodedSize size: Int, source: SourceContext, receivedAt: Micros,
+                        batchSentAt: Micros? = nil) -> Result<PreparedEvent, Rejection> {
+        if size > maxMessageBytes {
+            return .failure(Rejection(code: "too_large", message: "message is \(size) bytes, over the \(maxMessageBytes)-byte limit"))
+        }
+        let view = JSONView(bytes: message)
+        guard view.isObject else {
+            return .failure(Rejection(code: "invalid", message: "a message must be a JSON object, got \(view.json.typeName)"))
+        }
+        if !schemas.isValid(binary: message) {
+            // The explanation comes from the tree (rare: only for a rejected message).
+            let failures = schemas.validate(view.json)
+            return .failure(Rejection(code: "invalid", message: failures.isEmpty ? "the message does not satisfy its schemas"
+                                      : failures.map { $0.description }.joined(separator: "; ")))
+        }
+        var at = [Int](repeating: -1, count: 6)
+        view.forEachField(Self.envelopeKeys) { k, offset in at[k] = offset }
+        func field(_ k: Int) -> JSONView? { at[k] < 0 ? nil : JSONView(bytes: message, offset: at[k]) }
+        guard let type = field(0)?.withUTF8({ EventType(utf8: $0) }) ?? nil, type != .system else {
+            return .failure(Rejection(code: "invalid", message: "type must be one of identify, track, page, screen, group, alias"))
+        }
+        func time(_ v: JSONView) -> Micros? { v.withUTF8 { Timestamp.parse(bytes: $0) } ?? nil }
+        // Segment: timestamp = receivedAt − (sentAt − originalTimestamp).
+        let original: Micros?
+        let originalField: String?
+        if let v = field(1), v.isString {
+            original = time(v); originalField = "originalTimestamp"
+        } else if let v = field(2), v.isString {
+            original = time(v); originalField = "timestamp"
+        } else {
+            original = nil; originalField = nil
+        }
+        if let originalField, original == nil {
+            return .failure(Rejection(code: "invalid", message: "\(originalField) is not an ISO-8601 date-time"))
+        }
+        var sentAt = batchSentAt
+        if let v = field(3), v.isString {
+            guard let t = time(v) else {
+                return .failure(Rejection(code: "invalid", message: "sentAt is not an ISO-8601 date-time"))
+            }
+            sentAt = t
+        }
+        let eventTime: Micros
+        if let original, let sentAt, correctClockSkew {
+            eventTime = receivedAt - (sentAt - original)
+        } else {
+            eventTime = original ?? receivedAt
+        }
+        let messageId = field(4)?.scalarText.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString.lowercased()
+        let channel = field(5)?["channel"]?.stringValue ?? source.channel
+
+        var body = BinaryObjectBuilder(capacity: message.count + 96)
+        var sawMessageId = false
+        message.withUnsafeBufferPointer { b in
+            var i = 1
+            guard let n = JSONView.varint(b, &i) else { return }
+            for _ in 0..<n {
+                let start = i
+                guard let len = JSONView.varint(b, &i), i + len <= b.count, let end = JSONView.skip(b, i + len) else { return }
+                let key = UnsafeBufferPointer(rebasing: b[i..<i + len])
+                let value = UnsafeBufferPointer(rebasing: b[(i + len)..<end])
+                i = end
+                switch EnvelopeBuilder.ownedKey(key) {
+                case .owned: continue  // envelope-owned; never store a key
+                case .timestamp:
+                    // Kept only when corrected, as the client's original time.
+                    if eventTime != original, originalField == "timestamp" { body.append(key: "originalTimestamp", value: value) }
+                case .messageId: sawMessageId = true; body.append(key: "messageId", string: messageId)
+                case .other: body.appendMember(UnsafeBufferPointer(rebasing: b[start..<end]))
+                }
+            }
+        }
+        if !sawMessageId { body.append(key: "messageId", string: messageId) }
+        body.append(key: "source", string: source.name)
+        body.append(key: "channel", string: channel)
+        return .success(PreparedEvent(type: type, timestamp: eventTime, receivedAt: receivedAt, source: source.name,
+                                      messageId: messageId, payload: body.finish(), inputBytes: size))
+    }
+
+    private enum KeyRole { case owned, timestamp, messageId, other }
+
+    @inline(__always)
+    private static func ownedKey(_ k: UnsafeBufferPointer<UInt8>) -> KeyRole {
+        func eq(_ s: StaticString) -> Bool {
+            s.utf8CodeUnitCount == k.count && memcmp(s.utf8Start, k.baseAddress!, k.count) == 0
+        }
+        switch k.count {
+        case 3: return eq("seq") ? .owned : .other
+        case 4: return eq("type") ? .owned : .other
+        case 6: return eq("source") ? .owned : .other
+        case 7: return eq("channel") ? .owned : .other
+        case 8: return eq("writeKey") ? .owned : .other
+        case 9: return eq("timestamp") ? .timestamp : eq("messageId") ? .messageId : .other
+        case 10: return eq("receivedAt") ? .owned : .other
+        default: return .other
+        }
     }
 
     /// Prepares a parsed message. `encodedSize` is its size as sent, when known (else measured).

@@ -5,6 +5,12 @@ import JSONCore
 public enum EventType: UInt8, Sendable, CaseIterable, Codable {
     case identify = 1, track, page, screen, group, alias, system
 
+    /// The type named by these UTF-8 bytes (a string value read in place).
+    public init?(utf8: UnsafeBufferPointer<UInt8>) {
+        guard utf8.count <= 8 else { return nil }
+        self.init(name: String(decoding: utf8, as: UTF8.self))
+    }
+
     public init?(name: String) {
         switch name {
         case "identify": self = .identify

@@ -140,3 +140,63 @@ import Testing
         #expect(r.message.contains("userId") || r.message.contains("anonymousId"))
     }
 }
+
+/// The ingest path prepares messages on their binary form (`prepare(bytes:)`); the server's
+/// batch path and older callers on a tree (`prepare(message:)`). Both must store the same.
+@Suite struct BinaryEnvelope {
+    static let messages: [String] = [
+        #"{"type":"track","messageId":"m1","userId":"u1","event":"Product Viewed","timestamp":"2025-03-01T12:00:00.000Z","properties":{"product_id":"p1","price":19.99},"context":{"channel":"web","ip":"10.0.0.1"}}"#,
+        #"{"type":"identify","messageId":"m2","anonymousId":"a1","traits":{"email":"x@y.z","name":"Zoë"},"originalTimestamp":"2025-03-01T12:00:00Z","sentAt":"2025-03-01T12:00:05Z"}"#,
+        #"{"type":"page","messageId":"m3","userId":"u1","name":"Home","timestamp":"2025-03-01T12:00:00Z","sentAt":"2025-03-01T12:00:05Z"}"#,
+        #"{"type":"track","messageId":123,"userId":"u1","event":"Order Completed","properties":{"order_id":"o1","total":10,"products":[{"product_id":"p","price":"5.00"}]},"timestamp":"2025-03-01T12:00:00+02:00"}"#,
+        #"{"type":"track","messageId":"m5","userId":"u1","event":"E","writeKey":"secret","seq":9,"receivedAt":"x","source":"evil","channel":"evil","type":"track"}"#,
+        #"{"type":"alias","messageId":"m6","userId":"u2","previousId":"u1","context":{"channel":"app"},"context":{"channel":"pos"}}"#,
+        #"{"type":"screen","messageId":"m7","anonymousId":"a","name":"S","timestamp":"2025-03-01T12:00:00Z","timestamp":"2025-03-02T12:00:00Z","sentAt":"2025-03-02T12:00:01Z"}"#,
+        #"{"type":"group","messageId":"m8","userId":"u","groupId":"g","traits":{"employees":12},"originalTimestamp":5,"timestamp":"2025-03-01T12:00:00Z"}"#,
+        #"{"type":"track","messageId":"","userId":"u1","event":"Empty id"}"#,
+        // Rejections: the same code and reason either way.
+        #"{"type":"track","messageId":"r1","userId":"u1"}"#,
+        #"{"type":"track","messageId":"r2","event":"No ids"}"#,
+        #"{"type":"fly","messageId":"r3","userId":"u1"}"#,
+        #"{"messageId":"r4","userId":"u1"}"#,
+        #"{"type":"system","messageId":"r5","userId":"u1"}"#,
+        #"{"type":"track","messageId":"r6","userId":"u1","event":"E","timestamp":"yesterday"}"#,
+        #"{"type":"track","messageId":"r7","userId":"u1","event":"E","sentAt":"soon"}"#,
+        #"{"type":"track","messageId":"r8","userId":"u1","event":"Order Completed","properties":{"total":"lots"}}"#,
+        #"[1,2]"#, #""text""#,
+    ]
+
+    @Test(arguments: [true, false])
+    func theBinaryPathStoresWhatTheTreePathStores(_ correctSkew: Bool) throws {
+        var b = builder
+        b.correctClockSkew = correctSkew
+        let received: Micros = 1_740_830_500_000_000
+        for text in Self.messages {
+            let bytes = Array(text.utf8)
+            let direct = bytes.withUnsafeBufferPointer { b.prepare(bytes: $0, source: web, receivedAt: received) }
+            let viaTree = b.prepare(message: try JSON.parse(bytes), encodedSize: bytes.count, source: web, receivedAt: received)
+            switch (direct, viaTree) {
+            case let (.success(x), .success(y)):
+                #expect(x.type == y.type && x.timestamp == y.timestamp && x.receivedAt == y.receivedAt && x.inputBytes == y.inputBytes, "\(text)")
+                if JSON.lenient(text)["messageId"]?.scalarText?.isEmpty == false {
+                    #expect(x.messageId == y.messageId && x.dedupeHash == y.dedupeHash, "\(text)")
+                    #expect(x.payload == y.payload, "payloads differ for \(text)")
+                } else {
+                    // A generated id: everything else is the same.
+                    var px = try JSON.decodeBinary(x.payload), py = try JSON.decodeBinary(y.payload)
+                    #expect(px["messageId"]?.stringValue == x.messageId && UUID(uuidString: x.messageId) != nil)
+                    px["messageId"] = nil; py["messageId"] = nil
+                    #expect(px.jsonBytes() == py.jsonBytes(), "\(text)")
+                }
+            case let (.failure(x), .failure(y)):
+                #expect(x == y, "\(text)")
+            default:
+                Issue.record("one path accepted and the other refused \(text): \(direct) vs \(viaTree)")
+            }
+        }
+    }
+}
+
+extension JSON {
+    fileprivate static func lenient(_ text: String) -> JSON { (try? JSON.parse(Array(text.utf8))) ?? .null }
+}
