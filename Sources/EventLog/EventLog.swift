@@ -165,14 +165,18 @@ public final class EventLog: @unchecked Sendable {
         try writer.maybeTrain(items, log: self)
         let dict = writer.current
         // Encode what is not sealed yet, outside the transaction (and any retry after map growth).
-        var records: [[UInt8]] = []
-        records.reserveCapacity(items.count)
+        var records: [[UInt8]?] = []  // only for what was not sealed
         var payloadBytes = 0, recordBytes = 0
-        for item in items {
-            let r = try item.record ?? RecordCodec.encode(item, dictionary: dict, compressor: writer.compressor)
-            payloadBytes += item.payload.count
-            recordBytes += r.count
-            records.append(r)
+        for n in items.indices {
+            payloadBytes += items[n].payload.count
+            if let r = items[n].record {
+                recordBytes += r.count
+            } else {
+                if records.isEmpty { records = Array(repeating: nil, count: items.count) }
+                let r = try RecordCodec.encode(items[n], dictionary: dict, compressor: writer.compressor)
+                recordBytes += r.count
+                records[n] = r
+            }
         }
         let outcomes: [AppendOutcome] = try environment.write { tx in
             // After compaction dropped the newest records, seqs still never repeat.
@@ -180,25 +184,33 @@ public final class EventLog: @unchecked Sendable {
             var next = max(try Self.lastKey(tx, events), floor) + 1
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(items.count)
-            var inBatch: [UInt64: [Int]] = [:]  // dedupe hash → indexes of items appended in this batch
+            // Dedupe hash → the first item appended in this batch with it; a second, different
+            // message with the same hash (a 64-bit collision) goes to `collided`.
+            var inBatch: [UInt64: Int] = [:]
+            inBatch.reserveCapacity(items.count)
+            var collided: [UInt64: [Int]] = [:]
             var appendedInput = 0, appendedRecord = 0
-            for (n, item) in items.enumerated() {
-                let hash = item.dedupeHash
-                if let earlier = inBatch[hash]?.first(where: { items[$0].messageId == item.messageId && items[$0].source == item.source }) {
-                    outcomes.append(.duplicate(outcomes[earlier].seq))
-                    continue
+            for n in items.indices {
+                let hash = items[n].dedupeHash
+                if let first = inBatch[hash] {
+                    let same = { (m: Int) in items[m].messageId == items[n].messageId && items[m].source == items[n].source }
+                    if let earlier = same(first) ? first : collided[hash]?.first(where: same) {
+                        outcomes.append(.duplicate(outcomes[earlier].seq))
+                        continue
+                    }
                 }
-                if let seq = try findMessage(tx, hash: hash, source: item.source, messageId: item.messageId) {
+                if let seq = try findMessage(tx, hash: hash, source: items[n].source, messageId: items[n].messageId) {
                     outcomes.append(.duplicate(seq))
                     continue
                 }
                 let seq = next
                 next += 1
-                try tx.put(events, key: seq.nativeKey, value: records[n], flags: .append)
+                let record = items[n].record ?? records[n]!
+                try tx.put(events, key: seq.nativeKey, value: record, flags: .append)
                 try tx.put(messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
-                inBatch[hash, default: []].append(n)
-                appendedInput += item.inputBytes
-                appendedRecord += records[n].count
+                if inBatch[hash] == nil { inBatch[hash] = n } else { collided[hash, default: []].append(n) }
+                appendedInput += items[n].inputBytes
+                appendedRecord += record.count
                 outcomes.append(.appended(seq))
             }
             if !deadLetters.isEmpty {

@@ -26,8 +26,12 @@ public final class Importer {
     public let log: EventLog
     public let builder: EnvelopeBuilder
     public let source: SourceContext
-    /// Lines per commit.
-    public var chunkLines = 4096
+    /// Most events per commit. Each commit rewrites the pages of the messageId index it
+    /// touches (random inserts, so nearly all of them): fewer, larger commits write less.
+    /// 32,768 wrote half the bytes of 8,192 and imported 10 % faster.
+    public var commitEvents = 32_768
+    /// Lines a preparer takes at a time.
+    public var chunkLines = 1_024
     public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Imports keep each message's own `timestamp`: history is not corrected for clock skew
@@ -110,8 +114,11 @@ public final class Importer {
                     onCommit: (ImportSummary) -> Void = { _ in }) throws -> ImportSummary {
         var summary = initial
         let started = ContinuousClock.now
-        let pipeline = Pipeline(capacity: 4 * workers)
-        let chunkLines = max(64, self.chunkLines / 4)
+        // Two commits' worth of chunks in flight, so the preparers fill the next commit while
+        // the writer writes and syncs this one (one commit's worth left a core idle).
+        let chunkLines = max(16, self.chunkLines)
+        let commitEvents = max(1, self.commitEvents)
+        let pipeline = Pipeline(capacity: max(2 * workers, 2 * commitEvents / chunkLines))
         let builder = self.builder, source = self.source, log = self.log
 
         // The reader: this thread reads chunks in order and hands each to a preparer.
@@ -149,11 +156,14 @@ public final class Importer {
         // The writer: this thread commits chunks in input order, merging those already waiting.
         var next = 0
         var writeError: Error?
-        while let (batch, after) = pipeline.take(from: next, maxEvents: self.chunkLines * 2) {
+        while let (batch, after) = pipeline.take(from: next, maxEvents: commitEvents) {
             next = after
             do {
                 let outcomes = try log.append(batch.events, deadLetters: batch.dead)
                 account(batch, outcomes)
+                // Freeing a commit's thousands of buffers is work too: the preparers' threads
+                // do it, and the single writer goes on to the next commit.
+                DispatchQueue.global().async { withExtendedLifetime(batch) {} }
             } catch {
                 writeError = error
                 break

@@ -27,10 +27,10 @@ final class LogWriter {
         guard !items.isEmpty else { return }
         let keep = 2 * options.trainAfter
         let stride = current == nil ? 1 : 8
-        for item in items {
+        for n in items.indices {
             seen += 1
             if seen % stride == 0 {
-                if samples.count < keep { samples.append(item.payload) } else { samples[seen / stride % keep] = item.payload }
+                if samples.count < keep { samples.append(items[n].payload) } else { samples[seen / stride % keep] = items[n].payload }
             }
         }
         let drifted = current != nil && recentRatio > 0 && recentRatio < options.retrainBelow * ratioAtTraining

@@ -15,12 +15,19 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "The channel of events that name none in context.channel.") var channel = "server"
     @Flag(help: "Skip fsync per commit (bulk load); the log is synced once at the end.") var relaxed = false
     @Flag(help: "Print a line after every durable commit: `committed <lines> <lastSeq>`.") var reportCommits = false
+    @Option(help: "Most events per commit: larger commits write the messageId index less often.") var commitEvents = 32_768
+
+    func validate() throws {
+        guard commitEvents >= 1 else { throw ValidationError("--commit-events must be at least 1") }
+    }
 
     func run() throws {
         AllocatorTuning.reuseLargeBlocks()
         let log = try options.openLog(LogOptions(durability: relaxed ? .relaxed : .full))
         let builder = EnvelopeBuilder(schemas: try options.schemaRegistry())
         let importer = Importer(log: log, builder: builder, source: SourceContext(name: source, channel: channel))
+        importer.commitEvents = commitEvents
+        importer.chunkLines = min(importer.chunkLines, commitEvents)
         let progress = ProgressLine(label: "import")
         var summary = ImportSummary()
         for file in files {

@@ -16,7 +16,7 @@ func touchstoneBinary() -> String { repoRoot + "/.build/debug/touchstone" }
 
         let p = Process()
         p.executableURL = URL(fileURLWithPath: touchstoneBinary())
-        p.arguments = ["import", "--data", dir.path + "/data", "--schemas", repoRoot + "/Schemas/events", "--report-commits", file]
+        p.arguments = ["import", "--data", dir.path + "/data", "--schemas", repoRoot + "/Schemas/events", "--report-commits", "--commit-events", "4096", file]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
