@@ -208,6 +208,85 @@ public struct JSONView: Sendable {
         }
     }
 
+    /// This value's own bytes in binary form (a standalone binary JSON value).
+    public var encodedBytes: [UInt8] {
+        bytes.withUnsafeBufferPointer { b in
+            guard let end = JSONView.skip(b, offset) else { return [0] }
+            return Array(b[offset..<end])
+        }
+    }
+
+    /// The length of this value's compact JSON text (`json.jsonBytes().count`) without
+    /// decoding or writing it: a message's size as the limits count it.
+    public var compactByteCount: Int {
+        bytes.withUnsafeBufferPointer { b in
+            var i = offset
+            return JSONView.compactLength(b, &i) ?? 0
+        }
+    }
+
+    private static func compactLength(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int? {
+        guard i < b.count else { return nil }
+        let tag = b[i]
+        i += 1
+        switch tag {
+        case 0, 2: return 4
+        case 1: return 5
+        case 3:
+            var r = BinaryReader(b)
+            r.offset = i
+            guard let v = try? r.signedVarint() else { return nil }
+            i = r.offset
+            var n = v < 0 ? 2 : 1
+            var m = v.magnitude
+            while m >= 10 { m /= 10; n += 1 }
+            return n
+        case 4:
+            var r = BinaryReader(b)
+            r.offset = i
+            guard let bits = try? r.uint64LE() else { return nil }
+            i = r.offset
+            return JSON.formatDouble(Double(bitPattern: bits)).utf8.count
+        case 5:
+            guard let len = varint(b, &i), i + len <= b.count else { return nil }
+            defer { i += len }
+            return quotedLength(UnsafeBufferPointer(rebasing: b[i..<i + len]))
+        case 6:
+            guard let n = varint(b, &i) else { return nil }
+            var total = 2 + max(0, n - 1)
+            for _ in 0..<n {
+                guard let l = compactLength(b, &i) else { return nil }
+                total += l
+            }
+            return total
+        case 7:
+            guard let n = varint(b, &i) else { return nil }
+            var total = 2 + max(0, n - 1)
+            for _ in 0..<n {
+                guard let len = varint(b, &i), i + len <= b.count else { return nil }
+                total += quotedLength(UnsafeBufferPointer(rebasing: b[i..<i + len])) + 1
+                i += len
+                guard let l = compactLength(b, &i) else { return nil }
+                total += l
+            }
+            return total
+        default: return nil
+        }
+    }
+
+    /// The length of `JSON.writeString` of these UTF-8 bytes.
+    @inline(__always)
+    static func quotedLength(_ s: UnsafeBufferPointer<UInt8>) -> Int {
+        var n = s.count + 2
+        for c in s where c < 0x20 || c == 0x22 || c == 0x5C {
+            switch c {
+            case 0x22, 0x5C, 0x0A, 0x0D, 0x09: n += 1
+            default: n += 5
+            }
+        }
+        return n
+    }
+
     /// The value decoded into a `JSON` tree.
     public var json: JSON {
         bytes.withUnsafeBufferPointer { b in
@@ -217,17 +296,29 @@ public struct JSONView: Sendable {
         }
     }
 
-    /// The LEB128 varint at `i` (advancing it), nil when cut short or too long.
+    /// The LEB128 varint at `i` (advancing it) as a length or count: nil when cut short,
+    /// longer than ten bytes, or past `Int.max`.
     @inlinable @inline(__always)
     public static func varint(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int? {
-        var result = 0, shift = 0
+        var result: UInt64 = 0, shift: UInt64 = 0
         while i < b.count {
             let byte = b[i]
             i += 1
-            result |= Int(byte & 0x7F) << shift
-            if byte < 0x80 { return result }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return result <= UInt64(Int.max) ? Int(result) : nil }
             shift += 7
-            if shift > 56 { return nil }
+            if shift > 63 { return nil }
+        }
+        return nil
+    }
+
+    /// Offset just past the varint at `i` (an integer value may take all ten bytes).
+    @inlinable @inline(__always) @usableFromInline
+    static func skipVarint(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
+        var i = start
+        while i < b.count, i - start < 10 {
+            if b[i] < 0x80 { return i + 1 }
+            i += 1
         }
         return nil
     }
@@ -239,7 +330,7 @@ public struct JSONView: Sendable {
         var i = start + 1
         switch b[start] {
         case 0, 1, 2: return i
-        case 3: return varint(b, &i).map { _ in i }
+        case 3: return skipVarint(b, i)
         case 4: return i + 8 <= b.count ? i + 8 : nil
         case 5:
             guard let len = varint(b, &i), i + len <= b.count else { return nil }

@@ -154,6 +154,8 @@ import Testing
         #"{"type":"screen","messageId":"m7","anonymousId":"a","name":"S","timestamp":"2025-03-01T12:00:00Z","timestamp":"2025-03-02T12:00:00Z","sentAt":"2025-03-02T12:00:01Z"}"#,
         #"{"type":"group","messageId":"m8","userId":"u","groupId":"g","traits":{"employees":12},"originalTimestamp":5,"timestamp":"2025-03-01T12:00:00Z"}"#,
         #"{"type":"track","messageId":"","userId":"u1","event":"Empty id"}"#,
+        // Integers whose binary form takes all ten varint bytes, before other members.
+        #"{"type":"track","messageId":"m9","properties":{"big":9223372036854775807,"neg":-9223372036854775808,"after":"x"},"userId":"u9","event":"Big"}"#,
         // Rejections: the same code and reason either way.
         #"{"type":"track","messageId":"r1","userId":"u1"}"#,
         #"{"type":"track","messageId":"r2","event":"No ids"}"#,

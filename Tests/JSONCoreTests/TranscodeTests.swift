@@ -56,6 +56,26 @@ import Testing
         }
     }
 
+    @Test func viewsMeasureTheCompactTextAndCopyTheirOwnBytes() {
+        var rng = SplitMix(seed: 0xC0FFEE)
+        for _ in 0..<2_000 {
+            let v = randomValue(&rng, depth: 0)
+            let view = JSONView(bytes: v.binary)
+            #expect(view.compactByteCount == v.jsonBytes().count, "\(v.jsonString)")
+            #expect(view.encodedBytes == v.binary)
+            if case .object(let m) = v {
+                #expect(view.members.count == m.count)
+                for ((_, member), (_, value)) in zip(view.members, m) { #expect(member.encodedBytes == value.binary) }
+            }
+            if case .array(let a) = v {
+                #expect(view.elements.count == a.count)
+                for (element, value) in zip(view.elements, a) { #expect(element.encodedBytes == value.binary) }
+            }
+        }
+        #expect(JSONView(bytes: JSON.int(Int64.min).binary).compactByteCount == String(Int64.min).count)
+        #expect(JSONView(bytes: JSON.double(1e300).binary).compactByteCount == JSON.formatDouble(1e300).count)
+    }
+
     // MARK: Generation
 
     struct SplitMix: RandomNumberGenerator {
