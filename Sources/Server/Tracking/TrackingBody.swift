@@ -66,45 +66,11 @@ enum TrackingBody {
 }
 
 extension ByteBuffer {
-    /// Parses the readable bytes as one JSON text.
-    func parseJSON() -> Result<JSON, JSONParseError> {
+    /// The readable bytes, one JSON text, in binary form (`JSON.transcode`).
+    func transcodeJSON() -> Result<[UInt8], JSONParseError> {
         withUnsafeReadableBytes { raw in
             let bytes = UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count)
-            do throws(JSONParseError) { return .success(try JSON.parse(bytes)) } catch { return .failure(error) }
+            do throws(JSONParseError) { return .success(try JSON.transcode(bytes)) } catch { return .failure(error) }
         }
-    }
-}
-
-extension JSON {
-    /// The length of `jsonBytes()` without writing them: a batch member's size as the limit
-    /// counts it (whitespace the client sent does not count against it).
-    var compactByteCount: Int {
-        switch self {
-        case .null: return 4
-        case .bool(let b): return b ? 4 : 5
-        case .int(let i): return String(i).utf8.count
-        case .double(let d): return JSON.formatDouble(d).utf8.count
-        case .string(let s): return JSON.quotedLength(s)
-        case .array(let a): return 2 + max(0, a.count - 1) + a.reduce(0) { $0 + $1.compactByteCount }
-        case .object(let o): return 2 + max(0, o.count - 1) + o.reduce(0) { $0 + JSON.quotedLength($1.0) + 1 + $1.1.compactByteCount }
-        }
-    }
-
-    private static func quotedLength(_ s: String) -> Int {
-        @inline(__always) func extra(_ c: UInt8) -> Int {
-            switch c {
-            case 0x22, 0x5C, 0x0A, 0x0D, 0x09: return 1
-            case 0..<0x20: return 5
-            default: return 0
-            }
-        }
-        if let n = s.utf8.withContiguousStorageIfAvailable({ buf -> Int in
-            var n = buf.count + 2
-            for c in buf where c < 0x20 || c == 0x22 || c == 0x5C { n += extra(c) }
-            return n
-        }) {
-            return n
-        }
-        return s.utf8.reduce(2) { $0 + 1 + extra($1) }
     }
 }

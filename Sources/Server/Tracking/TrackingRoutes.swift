@@ -101,11 +101,12 @@ public struct TrackingRoutes: Sendable {
             throw try await rejectBody(.badRequest, "malformed_body", reason, prefix, principal, call, receivedAt, logger)
         }
 
-        // 3. Parse. Without a header key, the key is in the body.
-        let body: JSON
-        switch buffer.parseJSON() {
-        case .success(let j):
-            body = j
+        // 3. Parse, straight to the binary form the messages are stored in (no tree). Without
+        //    a header key, the key is in the body.
+        let body: JSONView
+        switch buffer.transcodeJSON() {
+        case .success(let bytes):
+            body = JSONView(bytes: bytes)
         case .failure(let e):
             throw try await rejectBody(.badRequest, "malformed_json", e.description, prefix(buffer), principal, call, receivedAt, logger)
         }
@@ -120,7 +121,7 @@ public struct TrackingRoutes: Sendable {
             try checkRate(source)
         }
         guard body.isObject else {
-            throw try await rejectBody(.badRequest, "invalid", "the body must be a JSON object, got \(body.typeName)", prefix(buffer),
+            throw try await rejectBody(.badRequest, "invalid", "the body must be a JSON object, got \(body.json.typeName)", prefix(buffer),
                                        source, call, receivedAt, logger)
         }
 
@@ -132,20 +133,19 @@ public struct TrackingRoutes: Sendable {
         }
     }
 
-    private func single(_ type: EventType, _ body: JSON, size: Int, source: Source, receivedAt: Micros, _ logger: Logger) async throws -> Response {
+    private func single(_ type: EventType, _ body: JSONView, size: Int, source: Source, receivedAt: Micros, _ logger: Logger) async throws -> Response {
         metrics.batch(route: type.name, messages: 1)
         charge(source, events: 1)
-        var message = body
-        message["type"] = .string(type.name)  // the path names the call, as in Segment's API
+        let message = Self.settingType(body, type)  // the path names the call, as in Segment's API
         let context = SourceContext(name: source.name, channel: source.channel)
-        let channel = Self.channel(of: message, source: source)
-        switch suppress(builder.prepare(message: message, encodedSize: size, source: context, receivedAt: receivedAt), try suppression()) {
+        let channel = Self.channel(of: JSONView(bytes: message), source: source)
+        switch suppress(builder.prepare(binary: message, encodedSize: size, source: context, receivedAt: receivedAt), try suppression()) {
         case .success(let event):
             let outcome = try await commit([event], deadLetters: [], logger).first!
             record([outcome], channels: [channel], types: [type.name], source: source)
             return Response.json(["success": true, "seq": .int(Int64(outcome.seq))])
         case .failure(let rejection):
-            let letter = DeadLetter(rejection: rejection, raw: body.jsonBytes(), source: source.name, time: receivedAt)
+            let letter = DeadLetter(rejection: rejection, raw: body.json.jsonBytes(), source: source.name, time: receivedAt)
             _ = try await commit([], deadLetters: [letter], logger)
             metrics.rejected(source: source.name, channel: channel, type: type.name, reason: rejection.code)
             logger.info("message rejected", metadata: ["source": .string(source.name), "code": .string(rejection.code)])
@@ -154,11 +154,12 @@ public struct TrackingRoutes: Sendable {
         }
     }
 
-    private func batch(_ body: JSON, buffer: ByteBuffer, source: Source, receivedAt: Micros, _ logger: Logger) async throws -> Response {
-        guard case .array(let items)? = body["batch"] else {
+    private func batch(_ body: JSONView, buffer: ByteBuffer, source: Source, receivedAt: Micros, _ logger: Logger) async throws -> Response {
+        guard let list = body["batch"], list.isArray else {
             throw try await rejectBody(.badRequest, "invalid", "batch must be an array of messages", prefix(buffer),
                                        source, .batch, receivedAt, logger)
         }
+        let items = list.elements
         var batchSentAt: Micros?
         if let s = body["sentAt"]?.stringValue {
             guard let t = Timestamp.parse(s) else {
@@ -170,7 +171,7 @@ public struct TrackingRoutes: Sendable {
         // The batch's own context and integrations apply to every message (the message wins).
         var shared: [(String, JSON)] = []
         for field in ["context", "integrations"] {
-            if let v = body[field], v.isObject { shared.append((field, v)) }
+            if let v = body[field], v.isObject { shared.append((field, v.json)) }
         }
         let defaults: JSON? = shared.isEmpty ? nil : .object(shared)
         metrics.batch(route: "batch", messages: items.count)
@@ -184,17 +185,18 @@ public struct TrackingRoutes: Sendable {
         prepared.reserveCapacity(items.count)
         let suppression = try suppression()
         for (index, item) in items.enumerated() {
-            let message = defaults.map { item.merged(withDefaults: $0) } ?? item
-            let channel = Self.channel(of: message, source: source)
+            // The message's own bytes, unless the batch's defaults must be merged into it.
+            let message = defaults.map { item.json.merged(withDefaults: $0).binary } ?? item.encodedBytes
+            let channel = Self.channel(of: JSONView(bytes: message), source: source)
             let type = Self.typeLabel(item)
-            switch suppress(builder.prepare(message: message, encodedSize: item.compactByteCount, source: context,
+            switch suppress(builder.prepare(binary: message, encodedSize: item.compactByteCount, source: context,
                                             receivedAt: receivedAt, batchSentAt: batchSentAt), suppression) {
             case .success(let event):
                 prepared.append(event)
                 channels.append(channel)
                 types.append(type)
             case .failure(let rejection):
-                letters.append(DeadLetter(rejection: rejection, raw: item.jsonBytes(), source: source.name, time: receivedAt))
+                letters.append(DeadLetter(rejection: rejection, raw: item.json.jsonBytes(), source: source.name, time: receivedAt))
                 rejected.append(["index": .int(Int64(index)), "code": .string(rejection.code), "message": .string(rejection.message)])
                 metrics.rejected(source: source.name, channel: channel, type: type, reason: rejection.code)
             }
@@ -311,13 +313,44 @@ public struct TrackingRoutes: Sendable {
     }
 
     /// The channel an event is stored with (as `EnvelopeBuilder` decides it), for metrics.
-    static func channel(of message: JSON, source: Source) -> String {
+    static func channel(of message: JSONView, source: Source) -> String {
         message["context"]?["channel"]?.stringValue ?? source.channel
     }
 
     /// A message's type as a metrics label: one of the six calls, else `unknown`.
-    static func typeLabel(_ message: JSON) -> String {
+    static func typeLabel(_ message: JSONView) -> String {
         guard let t = message["type"]?.stringValue, let type = EventType(name: t), type != .system else { return "unknown" }
         return type.name
+    }
+
+    /// The object `message` with `type` set to `type` — the last `type` member replaced in
+    /// place, else one appended — as `JSON`'s subscript setter would, on the binary form.
+    static func settingType(_ message: JSONView, _ type: EventType) -> [UInt8] {
+        message.bytes.withUnsafeBufferPointer { b in
+            var builder = BinaryObjectBuilder(capacity: b.count + 16)
+            var i = message.offset + 1
+            guard let n = JSONView.varint(b, &i) else { return message.encodedBytes }
+            var members: [(start: Int, keyEnd: Int, end: Int, isType: Bool)] = []
+            members.reserveCapacity(n)
+            for _ in 0..<n {
+                let start = i
+                guard let len = JSONView.varint(b, &i), i + len <= b.count, let end = JSONView.skip(b, i + len) else {
+                    return message.encodedBytes
+                }
+                let isType = len == 4 && b[i] == 0x74 && b[i + 1] == 0x79 && b[i + 2] == 0x70 && b[i + 3] == 0x65
+                members.append((start, i + len, end, isType))
+                i = end
+            }
+            let last = members.lastIndex { $0.isType }
+            for (m, member) in members.enumerated() {
+                if m == last {
+                    builder.append(key: "type", string: type.name)
+                } else {
+                    builder.appendMember(UnsafeBufferPointer(rebasing: b[member.start..<member.end]))
+                }
+            }
+            if last == nil { builder.append(key: "type", string: type.name) }
+            return builder.finish()
+        }
     }
 }
