@@ -12,51 +12,69 @@ extension Program {
         valid(Int32(id), b, at)
     }
 
+    @inline(__always)
     private func valid(_ id: Int32, _ b: UnsafeBufferPointer<UInt8>, _ at: Int) -> Bool {
+        validEnd(id, b, at) != nil
+    }
+
+    /// Whether the value at `at` satisfies node `id`: nil when not, else the offset just past
+    /// the value — found on the way (a container's members are walked once, by the checks
+    /// of their own nodes, not walked again to find where the next one starts).
+    private func validEnd(_ id: Int32, _ b: UnsafeBufferPointer<UInt8>, _ at: Int) -> Int? {
         let n = info[Int(id)]
-        guard !n.never, at < b.count else { return false }
+        guard !n.never, at < b.count else { return nil }
         let tag = b[at]
         let t = n.types
+        var end: Int?
         switch tag {
-        case 0: if !t.contains(.null) { return false }
-        case 1, 2: if !t.contains(.boolean) { return false }
+        case 0:
+            if !t.contains(.null) { return nil }
+            end = at + 1
+        case 1, 2:
+            if !t.contains(.boolean) { return nil }
+            end = at + 1
         case 3:
-            if t.rawValue & (TypeSet.integer.rawValue | TypeSet.number.rawValue) == 0 { return false }
-            if n.numberCount > 0 {
-                var r = BinaryReader(b)
-                r.offset = at + 1
-                guard let v = try? r.signedVarint() else { return false }
-                if !numberValid(Double(v), n) { return false }
-            }
+            if t.rawValue & (TypeSet.integer.rawValue | TypeSet.number.rawValue) == 0 { return nil }
+            var r = BinaryReader(b)
+            r.offset = at + 1
+            guard let v = try? r.signedVarint() else { return nil }
+            if n.numberCount > 0 && !numberValid(Double(v), n) { return nil }
+            end = r.offset
         case 4:
-            guard at + 9 <= b.count else { return false }
+            guard at + 9 <= b.count else { return nil }
             var bits: UInt64 = 0
             for k in 0..<8 { bits |= UInt64(b[at + 1 + k]) << (8 * UInt64(k)) }
             let d = Double(bitPattern: bits)
-            if !(t.contains(.number) || (t.contains(.integer) && d.isFinite && d.rounded(.towardZero) == d)) { return false }
-            if n.numberCount > 0 && !numberValid(d, n) { return false }
+            if !(t.contains(.number) || (t.contains(.integer) && d.isFinite && d.rounded(.towardZero) == d)) { return nil }
+            if n.numberCount > 0 && !numberValid(d, n) { return nil }
+            end = at + 9
         case 5:
-            if !t.contains(.string) { return false }
-            if n.stringCount > 0 {
-                var i = at + 1
-                guard let len = JSONView.varint(b, &i), i + len <= b.count else { return false }
-                if !stringValid(UnsafeBufferPointer(rebasing: b[i..<i + len]), n) { return false }
-            }
+            if !t.contains(.string) { return nil }
+            var i = at + 1
+            guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
+            if n.stringCount > 0 && !stringValid(UnsafeBufferPointer(rebasing: b[i..<i + len]), n) { return nil }
+            end = i + len
         case 6:
-            if !t.contains(.array) { return false }
-            if n.array >= 0 && !arrayValid(b, at, arrays[Int(n.array)]) { return false }
+            if !t.contains(.array) { return nil }
+            if n.array >= 0 {
+                guard let e = arrayValid(b, at, arrays[Int(n.array)]) else { return nil }
+                end = e
+            }
         case 7:
-            if !t.contains(.object) { return false }
-            if n.object >= 0 && !objectValid(b, at, objects[Int(n.object)]) { return false }
-        default: return false
+            if !t.contains(.object) { return nil }
+            if n.object >= 0 {
+                guard let e = objectValid(b, at, objects[Int(n.object)]) else { return nil }
+                end = e
+            }
+        default: return nil
         }
         var i = Int(n.checkFirst)
-        let end = i + Int(n.checkCount)
-        while i < end {
-            if !check(checks[i], b, at) { return false }
+        let checksEnd = i + Int(n.checkCount)
+        while i < checksEnd {
+            if !check(checks[i], b, at) { return nil }
             i += 1
         }
-        return true
+        return end ?? JSONView.skip(b, at)
     }
 
     @inline(__always)
@@ -118,44 +136,37 @@ extension Program {
         return length == 0 || memcmp(stringPool.baseAddress! + offset, s.baseAddress!, length) == 0
     }
 
-    private func objectValid(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ o: ObjectInfo) -> Bool {
+    /// nil when the object at `at` fails `o`; else the offset past it. One pass: required
+    /// names are ticked off in a bit set while each member is checked.
+    private func objectValid(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ o: ObjectInfo) -> Int? {
         var i = at + 1
-        guard let count = JSONView.varint(b, &i) else { return false }
-        if o.minProperties >= 0 && count < o.minProperties { return false }
-        if o.maxProperties >= 0 && count > o.maxProperties { return false }
-        if o.requiredCount == 0 && !o.inspectsMembers { return true }
-        guard count <= b.count - i else { return false }
-        // One pass to find the members: (key offset, key length, value offset).
-        return withUnsafeTemporaryAllocation(of: (Int, Int, Int).self, capacity: max(count, 1)) { members -> Bool in
-            for m in 0..<count {
-                guard let len = JSONView.varint(b, &i), i + len <= b.count else { return false }
-                members[m] = (i, len, i + len)
-                guard let next = JSONView.skip(b, i + len) else { return false }
-                i = next
-            }
-            @inline(__always) func key(_ m: Int) -> UnsafeBufferPointer<UInt8> {
-                UnsafeBufferPointer(rebasing: b[members[m].0..<members[m].0 + members[m].1])
-            }
-            var r = Int(o.requiredFirst)
-            let requiredEnd = r + Int(o.requiredCount)
-            while r < requiredEnd {
-                var found = false
-                for m in 0..<count where same(r, key(m)) { found = true; break }
-                if !found { return false }
+        guard let count = JSONView.varint(b, &i) else { return nil }
+        if o.minProperties >= 0 && count < o.minProperties { return nil }
+        if o.maxProperties >= 0 && count > o.maxProperties { return nil }
+        if o.requiredCount == 0 && !o.inspectsMembers { return JSONView.skip(b, at) }
+        let requiredFirst = Int(o.requiredFirst), requiredCount = Int(o.requiredCount)
+        guard requiredCount <= 64 else { return objectValidManyRequired(b, at, o) }
+        var found: UInt64 = 0
+        let propertyEnd = Int(o.propertyFirst + o.propertyCount)
+        for _ in 0..<count {
+            guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
+            let k = UnsafeBufferPointer(rebasing: b[i..<i + len])
+            let value = i + len
+            var r = 0
+            while r < requiredCount {
+                if found & (1 << UInt64(r)) == 0 && same(requiredFirst + r, k) { found |= 1 << UInt64(r) }
                 r += 1
             }
-            guard o.inspectsMembers else { return true }
-            let propertyEnd = Int(o.propertyFirst + o.propertyCount)
-            for m in 0..<count {
-                let k = key(m)
-                let value = members[m].2
+            var end: Int?
+            if o.inspectsMembers {
                 var declared = false
                 var p = Int(o.propertyFirst)
                 while p < propertyEnd {
                     let e = properties[p]
                     if e.length == k.count && same(Int(e.name), k) {
                         declared = true
-                        if !valid(e.node, b, value) { return false }
+                        guard let x = validEnd(e.node, b, value) else { return nil }
+                        end = x
                         break
                     }
                     p += 1
@@ -167,30 +178,59 @@ extension Program {
                         let e = patternProperties[q]
                         if patterns[Int(e.pattern)]._withUnsafeGuaranteedRef({ $0.matches(utf8: k) }) {
                             declared = true
-                            if !valid(e.node, b, value) { return false }
+                            guard let x = validEnd(e.node, b, value) else { return nil }
+                            end = x
                         }
                         q += 1
                     }
                 }
-                if !declared && o.additional >= 0 && !valid(o.additional, b, value) { return false }
+                if !declared && o.additional >= 0 {
+                    guard let x = validEnd(o.additional, b, value) else { return nil }
+                    end = x
+                }
             }
-            return true
+            guard let next = end ?? JSONView.skip(b, value) else { return nil }
+            i = next
         }
+        let all: UInt64 = requiredCount == 64 ? .max : (1 << UInt64(requiredCount)) - 1
+        return found == all ? i : nil
     }
 
-    private func arrayValid(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ a: ArrayInfo) -> Bool {
+    /// `objectValid` for an object schema requiring more than 64 names (rare): two passes.
+    private func objectValidManyRequired(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ o: ObjectInfo) -> Int? {
         var i = at + 1
-        guard let count = JSONView.varint(b, &i) else { return false }
-        if a.minItems >= 0 && count < a.minItems { return false }
-        if a.maxItems >= 0 && count > a.maxItems { return false }
-        if a.items >= 0 {
-            for _ in 0..<count {
-                if !valid(a.items, b, i) { return false }
-                guard let next = JSONView.skip(b, i) else { return false }
-                i = next
-            }
+        guard let count = JSONView.varint(b, &i), count <= b.count - i else { return nil }
+        var keys: [(Int, Int)] = []
+        keys.reserveCapacity(count)
+        var j = i
+        for _ in 0..<count {
+            guard let len = JSONView.varint(b, &j), j + len <= b.count, let next = JSONView.skip(b, j + len) else { return nil }
+            keys.append((j, len))
+            j = next
         }
-        return true
+        var r = Int(o.requiredFirst)
+        let requiredEnd = r + Int(o.requiredCount)
+        while r < requiredEnd {
+            if !keys.contains(where: { same(r, UnsafeBufferPointer(rebasing: b[$0.0..<$0.0 + $0.1])) }) { return nil }
+            r += 1
+        }
+        var only = o
+        only.requiredCount = 0
+        return objectValid(b, at, only)
+    }
+
+    /// nil when the array at `at` fails `a`; else the offset past it.
+    private func arrayValid(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ a: ArrayInfo) -> Int? {
+        var i = at + 1
+        guard let count = JSONView.varint(b, &i) else { return nil }
+        if a.minItems >= 0 && count < a.minItems { return nil }
+        if a.maxItems >= 0 && count > a.maxItems { return nil }
+        guard a.items >= 0 else { return JSONView.skip(b, at) }
+        for _ in 0..<count {
+            guard let next = validEnd(a.items, b, i) else { return nil }
+            i = next
+        }
+        return i
     }
 
     /// The value at `at` as a tree, for the keywords that compare whole values.

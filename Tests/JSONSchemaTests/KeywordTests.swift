@@ -72,6 +72,17 @@ import Testing
         #expect(try messages(schema(#"{"required": ["a"]}"#), "{}") == ["a is required"])
     }
 
+    @Test func requiredChecksEveryNameHoweverMany() throws {
+        for n in [1, 63, 64, 65, 70] {
+            let names = (0..<n).map { "\"k\($0)\"" }
+            let s = try schema(#"{"required": ["# + names.joined(separator: ",") + ", \"k0\"]}")
+            let all = "{" + names.map { $0 + ": 1" }.joined(separator: ",") + "}"
+            #expect(try accepts(s, all), "\(n) names")
+            #expect(try !accepts(s, "{" + names.dropLast().map { $0 + ": 1" }.joined(separator: ",") + "}"), "\(n) names, one missing")
+            #expect(try !accepts(s, "{" + names.dropFirst().map { $0 + ": 1" }.joined(separator: ",") + "}"), "\(n) names, the repeated one missing")
+        }
+    }
+
     @Test func requiredIgnoresNonObjects() throws {
         #expect(try accepts(schema(#"{"required": ["a"]}"#), "[]"))
     }
