@@ -128,12 +128,14 @@ extension EventLog {
         try environment.read { tx in
             try target.environment.write { w in
                 for seq in previouslyErased { try w.put(target.erased, key: seq.nativeKey, value: []) }
-                try tx.scan(messageIDs) { k, v in
-                    let (hash, seq) = MessageIndex.decode(key: k, value: v)
-                    if !droppedSet.contains(seq), try w.get(target.events, key: seq.nativeKey) != nil {
-                        try w.put(target.messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
+                for index in [messageIDs] + (recentMessageIDs.map { [$0] } ?? []) {  // both into the settled table
+                    try tx.scan(index) { k, v in
+                        let (hash, seq) = MessageIndex.decode(key: k, value: v)
+                        if !droppedSet.contains(seq), try w.get(target.events, key: seq.nativeKey) != nil {
+                            try w.put(target.messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
+                        }
+                        return true
                     }
-                    return true
                 }
                 try tx.scan(rejected) { k, v in
                     var d = try DeadLetterCodec.decode(v)

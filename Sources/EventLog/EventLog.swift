@@ -57,6 +57,9 @@ public struct LogOptions: Sendable {
     public var dictionaryCapacity: Int = 64 * 1024
     public var compressionLevel: Int32 = 3
     public var readOnly = false
+    /// The least the recent messageId table holds before its entries move to the settled
+    /// table (see `EventLog.sweepRecentIndex`).
+    public var recentIndexFloor = 65_536
 
     public init(durability: Durability = .full, initialMapSize: Int = 256 << 20, readOnly: Bool = false,
                 trainAfter: Int = 4000, retrainBelow: Double = 0.8) {
@@ -69,8 +72,9 @@ public struct LogOptions: Sendable {
 }
 
 /// The append-only event log in `<data>/log`: named databases `events` (seq → record,
-/// written with `MDB_APPEND`), `message_ids` (hash of source + messageId → seq),
-/// `rejected` (dead letters) and `meta` (format version, dictionaries, counters).
+/// written with `MDB_APPEND`), `message_ids` and `message_ids_recent` (hash of source +
+/// messageId → seq, see `sweepRecentIndex`), `rejected` (dead letters) and `meta` (format
+/// version, dictionaries, counters).
 ///
 ///     let log = try EventLog(directory: "data/log")
 ///     let outcomes = try log.append([prepared])      // durable when it returns
@@ -85,6 +89,9 @@ public final class EventLog: @unchecked Sendable {
     public let dictionaries = DictionarySet()
     let events: Database
     let messageIDs: Database
+    /// The newest messageId entries, moved into `messageIDs` a key range at a time; nil only
+    /// when a log from before it is opened read-only.
+    let recentMessageIDs: Database?
     let rejected: Database
     let meta: Database
     /// Seqs removed by compaction (erasure, retention): verify accepts these gaps.
@@ -106,6 +113,9 @@ public final class EventLog: @unchecked Sendable {
             mapSize: options.initialMapSize, maxDatabases: 16, durability: options.durability, readOnly: options.readOnly))
         events = try environment.openDatabase("events", flags: .integerKey)
         messageIDs = try environment.openDatabase("message_ids", flags: [.duplicateSort, .duplicateFixed])
+        recentMessageIDs = options.readOnly
+            ? try? environment.openDatabase("message_ids_recent", flags: [.duplicateSort, .duplicateFixed])
+            : try environment.openDatabase("message_ids_recent", flags: [.duplicateSort, .duplicateFixed])
         rejected = try environment.openDatabase("rejected", flags: .integerKey)
         meta = try environment.openDatabase("meta")
         erased = try environment.openDatabase("erased", flags: .integerKey)
@@ -189,7 +199,7 @@ public final class EventLog: @unchecked Sendable {
             var inBatch: [UInt64: Int] = [:]
             inBatch.reserveCapacity(items.count)
             var collided: [UInt64: [Int]] = [:]
-            var appendedInput = 0, appendedRecord = 0
+            var appendedInput = 0, appendedRecord = 0, appendedCount = 0
             for n in items.indices {
                 let hash = items[n].dedupeHash
                 if let first = inBatch[hash] {
@@ -207,10 +217,11 @@ public final class EventLog: @unchecked Sendable {
                 next += 1
                 let record = items[n].record ?? records[n]!
                 try tx.put(events, key: seq.nativeKey, value: record, flags: .append)
-                try tx.put(messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
+                try tx.put(recentMessageIDs ?? messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
                 if inBatch[hash] == nil { inBatch[hash] = n } else { collided[hash, default: []].append(n) }
                 appendedInput += items[n].inputBytes
                 appendedRecord += record.count
+                appendedCount += 1
                 outcomes.append(.appended(seq))
             }
             if !deadLetters.isEmpty {
@@ -220,6 +231,7 @@ public final class EventLog: @unchecked Sendable {
                     id += 1
                 }
             }
+            try sweepRecentIndex(tx, inserted: appendedCount)
             if appendedInput > 0 {
                 try addCounter(tx, "stat/input_bytes", appendedInput)
                 try addCounter(tx, "stat/record_bytes", appendedRecord)
@@ -239,6 +251,51 @@ public final class EventLog: @unchecked Sendable {
         try append([], deadLetters: deadLetters)
     }
 
+    /// The messageId index is two tables. New entries go to `message_ids_recent`, kept small;
+    /// each commit then moves its oldest key range into `message_ids`, sweeping the key space
+    /// round and round. A commit's random inserts so touch the pages of the small table only,
+    /// and the large one is written a contiguous range of keys at a time — where inserting
+    /// straight into it touched a random page of it per event: with 32,768 events a commit,
+    /// nearly every page, every commit (most of an import's bytes written, and more the
+    /// longer the log). The recent table is let grow to √(entries × commit size) — the
+    /// balance of the two tables' pages written — and at least `recentIndexFloor` entries.
+    private func sweepRecentIndex(_ tx: borrowing WriteTransaction, inserted: Int) throws {
+        guard let recent = recentMessageIDs else { return }
+        let held = try tx.stat(recent).entries
+        let settled = try tx.stat(messageIDs).entries
+        let target = max(options.recentIndexFloor, Int(Double(settled).squareRoot() * Double(max(inserted, 1_024)).squareRoot()))
+        guard held > target else { return }
+        let quota = min(held - target, 2 * inserted + 1_024)  // gradual, whatever the target does
+        let sweepKey = Array("index_sweep".utf8)
+        let stored: [UInt8]?? = try tx.withValue(meta, key: sweepKey) { $0.count == 2 ? [$0[0], $0[1]] : nil }
+        let start: [UInt8] = (stored ?? nil) ?? [0, 0]
+        // Whole keys (all their entries) from `start` on, wrapping round, until the quota is met.
+        var moving: [([UInt8], [UInt8])] = []
+        moving.reserveCapacity(quota + 64)
+        var lastKey: [UInt8]?
+        func collect(from: [UInt8]?, below limit: [UInt8]?) throws -> Bool {
+            var done = false
+            try tx.scan(recent, from: from) { k, v in
+                let key = Array(k)
+                if let limit, !key.lexicographicallyPrecedes(limit) { return false }
+                if moving.count >= quota, key != lastKey { done = true; return false }
+                moving.append((key, Array(v)))
+                lastKey = key
+                return true
+            }
+            return done
+        }
+        if try !collect(from: start, below: nil), start != [0, 0] { _ = try collect(from: nil, below: start) }
+        guard let last = lastKey else { return }
+        var previous: [UInt8]?
+        for (k, v) in moving {
+            try tx.put(messageIDs, key: k, value: v)
+            if k != previous { try tx.delete(recent, key: k); previous = k }
+        }
+        let next = (Int(last[0]) << 8 | Int(last[1])) + 1
+        try tx.put(meta, key: sweepKey, value: next > 0xFFFF ? [0, 0] : [UInt8(next >> 8), UInt8(next & 0xFF)])
+    }
+
     private func findMessage(_ tx: borrowing WriteTransaction, hash: UInt64, source: String, messageId: String) throws -> UInt64? {
         let candidates = try messageCandidates(tx, hash: hash)
         guard !candidates.isEmpty else { return nil }
@@ -255,8 +312,14 @@ public final class EventLog: @unchecked Sendable {
 
     /// Seqs whose (source, messageId) hash is `hash`: usually none or one.
     func messageCandidates(_ tx: borrowing some TransactionReading & ~Copyable, hash: UInt64) throws -> [UInt64] {
+        var out = try messageCandidates(tx, hash: hash, in: messageIDs)
+        if let recent = recentMessageIDs { out += try messageCandidates(tx, hash: hash, in: recent) }
+        return out
+    }
+
+    private func messageCandidates(_ tx: borrowing some TransactionReading & ~Copyable, hash: UInt64, in db: Database) throws -> [UInt64] {
         let key = MessageIndex.key(hash)
-        return try tx.withCursor(messageIDs) { c in
+        return try tx.withCursor(db) { c in
             var out: [UInt64] = []
             var e = try c.seek(key: key, duplicateAtLeast: MessageIndex.value(hash, seq: 0))
             while let (k, v) = e {

@@ -61,16 +61,18 @@ extension EventLog {
             return true
         }
         try environment.read { tx in
-            try tx.scan(messageIDs) { k, v in
-                report.indexEntries += 1
-                let (h, seq) = MessageIndex.decode(key: k, value: v)
-                if var list = hashes[h], let i = list.firstIndex(of: seq) {
-                    list.remove(at: i)
-                    hashes[h] = list.isEmpty ? nil : list
-                } else {
-                    problem("message_ids entry \(h) → \(seq) has no matching record")
+            for index in [messageIDs] + (recentMessageIDs.map { [$0] } ?? []) {
+                try tx.scan(index) { k, v in
+                    report.indexEntries += 1
+                    let (h, seq) = MessageIndex.decode(key: k, value: v)
+                    if var list = hashes[h], let i = list.firstIndex(of: seq) {
+                        list.remove(at: i)
+                        hashes[h] = list.isEmpty ? nil : list
+                    } else {
+                        problem("\(index.name) entry \(h) → \(seq) has no matching record")
+                    }
+                    return true
                 }
-                return true
             }
             report.deadLetters = try tx.stat(rejected).entries
         }
