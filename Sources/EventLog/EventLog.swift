@@ -269,30 +269,42 @@ public final class EventLog: @unchecked Sendable {
         let sweepKey = Array("index_sweep".utf8)
         let stored: [UInt8]?? = try tx.withValue(meta, key: sweepKey) { $0.count == 2 ? [$0[0], $0[1]] : nil }
         let start: [UInt8] = (stored ?? nil) ?? [0, 0]
-        // Whole keys (all their entries) from `start` on, wrapping round, until the quota is met.
-        var moving: [([UInt8], [UInt8])] = []
-        moving.reserveCapacity(quota + 64)
-        var lastKey: [UInt8]?
-        func collect(from: [UInt8]?, below limit: [UInt8]?) throws -> Bool {
+        // Whole keys (all their entries) from `start` on, wrapping round, until the quota is
+        // met: copied out flat (2-byte key, 12-byte value), then put and deleted.
+        var moving: [UInt8] = []
+        moving.reserveCapacity((quota + 64) * 14)
+        var count = 0
+        var lastKey: (UInt8, UInt8)?
+        func collect(from: [UInt8]?, below limit: Int) throws -> Bool {
             var done = false
             try tx.scan(recent, from: from) { k, v in
-                let key = Array(k)
-                if let limit, !key.lexicographicallyPrecedes(limit) { return false }
-                if moving.count >= quota, key != lastKey { done = true; return false }
-                moving.append((key, Array(v)))
+                guard k.count == 2, v.count == 12 else { return true }
+                let key = (k[0], k[1])
+                if Int(key.0) << 8 | Int(key.1) >= limit { return false }
+                if count >= quota, let last = lastKey, last != key { done = true; return false }
+                moving.append(contentsOf: k)
+                moving.append(contentsOf: v)
+                count += 1
                 lastKey = key
                 return true
             }
             return done
         }
-        if try !collect(from: start, below: nil), start != [0, 0] { _ = try collect(from: nil, below: start) }
+        let startKey = Int(start[0]) << 8 | Int(start[1])
+        if try !collect(from: start, below: 0x10000), startKey > 0 { _ = try collect(from: nil, below: startKey) }
         guard let last = lastKey else { return }
-        var previous: [UInt8]?
-        for (k, v) in moving {
-            try tx.put(messageIDs, key: k, value: v)
-            if k != previous { try tx.delete(recent, key: k); previous = k }
+        try moving.withUnsafeBytes { all in
+            var previous: (UInt8, UInt8)?
+            for i in 0..<count {
+                let entry = UnsafeRawBufferPointer(rebasing: all[(i * 14)..<(i * 14 + 14)])
+                let key = UnsafeRawBufferPointer(rebasing: entry[0..<2])
+                try tx.put(messageIDs, key: key, value: UnsafeRawBufferPointer(rebasing: entry[2..<14]))
+                if let p = previous, p == (entry[0], entry[1]) { continue }
+                previous = (entry[0], entry[1])
+                try tx.delete(recent, key: Array(key))
+            }
         }
-        let next = (Int(last[0]) << 8 | Int(last[1])) + 1
+        let next = (Int(last.0) << 8 | Int(last.1)) + 1
         try tx.put(meta, key: sweepKey, value: next > 0xFFFF ? [0, 0] : [UInt8(next >> 8), UInt8(next & 0xFF)])
     }
 
