@@ -107,6 +107,43 @@ public final class Importer {
         }
     }
 
+    /// Chunks of lines waiting for a preparer, in the order read; `take` waits, nil once
+    /// closed and empty. Unbounded here: the pipeline's slots bound what is in flight.
+    private final class JobQueue: @unchecked Sendable {
+        typealias Job = (Int, [ArraySlice<UInt8>], [Bool])
+        private let lock = NSCondition()
+        private var items: [Job] = []
+        private var head = 0
+        private var closed = false
+
+        func put(_ job: Job) {
+            lock.lock()
+            items.append(job)
+            lock.signal()
+            lock.unlock()
+        }
+
+        func close() {
+            lock.lock()
+            closed = true
+            lock.broadcast()
+            lock.unlock()
+        }
+
+        func take() -> Job? {
+            lock.lock()
+            defer { lock.unlock() }
+            while head == items.count {
+                if closed { return nil }
+                lock.wait()
+            }
+            let job = items[head]
+            head += 1
+            if head == items.count { items.removeAll(keepingCapacity: true); head = 0 }
+            return job
+        }
+    }
+
     /// Imports every line of `reader`. `onCommit` runs after each durable commit with the
     /// totals so far (for progress output and commit reports).
     @discardableResult
@@ -121,6 +158,7 @@ public final class Importer {
         let pipeline = Pipeline(capacity: max(2 * workers, 2 * commitEvents / chunkLines))
         let builder = self.builder, source = self.source, log = self.log
 
+        let jobs = JobQueue()
         // The reader: this thread reads chunks in order and hands each to a preparer.
         let readerDone = DispatchSemaphore(value: 0)
         final class ReadError: @unchecked Sendable { var error: Error? }
@@ -138,20 +176,32 @@ public final class Importer {
                     }
                     if lines.isEmpty { break }
                     pipeline.acquireSlot()
-                    let chunk = index, batch = lines, truncated = cut
-                    DispatchQueue.global().async {
-                        pipeline.deliver(chunk, Importer.prepare(batch, truncated: truncated, builder: builder, source: source, log: log))
-                    }
+                    jobs.put((index, lines, cut))
                     index += 1
                 }
             } catch {
                 readError.error = error
             }
             pipeline.finish(chunks: index)
+            jobs.close()
             readerDone.signal()
         }
         readerThread.stackSize = 1 << 20
         readerThread.start()
+
+        // The preparers: threads of their own, one per core. (Blocks on the global dispatch
+        // queue shared its threads with this writer, which blocks in fsync and in `take`:
+        // on two cores that left one thread preparing.)
+        for n in 0..<max(1, workers) {
+            let preparer = Thread {
+                while let (chunk, batch, truncated) = jobs.take() {
+                    pipeline.deliver(chunk, Importer.prepare(batch, truncated: truncated, builder: builder, source: source, log: log))
+                }
+            }
+            preparer.name = "import-prepare-\(n)"
+            preparer.stackSize = 1 << 20
+            preparer.start()
+        }
 
         // The writer: this thread commits chunks in input order, merging those already waiting.
         var next = 0
