@@ -179,7 +179,9 @@ public final class EventLog: @unchecked Sendable {
         var payloadBytes = 0, recordBytes = 0
         for n in items.indices {
             payloadBytes += items[n].payload.count
-            if let r = items[n].record {
+            // Sealed before the first dictionary existed (an import's preparers run a commit or
+            // two ahead of the writer, which trains it): compressed again with it, once.
+            if let r = items[n].record, dict == nil || RecordCodec.dictionaryID(of: r) != 0 {
                 recordBytes += r.count
             } else {
                 if records.isEmpty { records = Array(repeating: nil, count: items.count) }
@@ -215,7 +217,7 @@ public final class EventLog: @unchecked Sendable {
                 }
                 let seq = next
                 next += 1
-                let record = items[n].record ?? records[n]!
+                let record = (records.isEmpty ? nil : records[n]) ?? items[n].record!
                 try tx.put(events, key: seq.nativeKey, value: record, flags: .append)
                 try tx.put(recentMessageIDs ?? messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
                 if inBatch[hash] == nil { inBatch[hash] = n } else { collided[hash, default: []].append(n) }

@@ -23,6 +23,14 @@ public enum RecordCodec {
         public var receivedAt: Micros
     }
 
+    /// The id of the dictionary `record` was compressed with (0: none), from its header.
+    static func dictionaryID(of record: [UInt8]) -> UInt32 {
+        record.withUnsafeBufferPointer { b in
+            var i = 3
+            return JSONView.varint(b, &i).map { UInt32(truncatingIfNeeded: $0) } ?? 0
+        }
+    }
+
     public static func encode(_ event: PreparedEvent, dictionary: ZstdDictionary?, compressor: Compressor) throws -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(event.payload.count / 2 + 32)

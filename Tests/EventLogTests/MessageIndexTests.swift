@@ -44,3 +44,26 @@ import Testing
         #expect(report.indexEntries == 10_000)
     }
 }
+
+/// Records a preparer sealed before the first dictionary existed are compressed again with
+/// it by the writer (an import's preparers run ahead of the writer, which trains it).
+@Suite struct SealingAhead {
+    @Test func recordsSealedWithoutADictionaryGetTheFirstOne() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path, options: LogOptions(trainAfter: 300))
+        var ahead = try (0..<1_200).map { i in
+            try prepared(track("m\(i)", user: "u\(i % 90)", properties: ["product_id": .string("p\(i % 50)"), "price": 9.99, "category": "shoes"]))
+        }
+        try log.seal(&ahead)  // no dictionary yet: plain zstd frames
+        #expect(ahead.allSatisfy { RecordCodec.dictionaryID(of: $0.record!) == 0 })
+        for chunk in stride(from: 0, to: ahead.count, by: 400) { try log.append(Array(ahead[chunk..<chunk + 400])) }
+        #expect(log.dictionaries.count == 1)
+        let ids = try log.environment.read { tx in
+            try (1...1_200).map { seq in try tx.withValue(log.events, key: UInt64(seq).nativeKey) { RecordCodec.dictionaryID(of: Array($0)) }! }
+        }
+        #expect(ids.allSatisfy { $0 == log.dictionaries.latest!.id }, "every record compressed with the dictionary")
+        let report = try log.verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(try log.event(seq: 1_200)?.messageId == "m1199")
+    }
+}
