@@ -24,11 +24,18 @@ struct TypeSet: OptionSet, Sendable {
         case .null: return contains(.null)
         case .bool: return contains(.boolean)
         case .int: return rawValue & (TypeSet.integer.rawValue | TypeSet.number.rawValue) != 0
-        case .double(let d): return contains(.number) || (contains(.integer) && d.isFinite && d.rounded(.towardZero) == d)
+        case .double(let d): return admits(double: d)
         case .string: return contains(.string)
         case .array: return contains(.array)
         case .object: return contains(.object)
         }
+    }
+}
+
+extension TypeSet {
+    @inline(__always)
+    func admits(double d: Double) -> Bool {
+        contains(.number) || (contains(.integer) && d.isFinite && d.rounded(.towardZero) == d)
     }
 }
 

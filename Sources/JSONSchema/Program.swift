@@ -255,7 +255,7 @@ final class Program: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func numberValid(_ d: Double, _ n: NodeInfo) -> Bool {
+    func numberValid(_ d: Double, _ n: NodeInfo) -> Bool {
         var i = Int(n.numberFirst)
         let end = i + Int(n.numberCount)
         while i < end {
@@ -337,7 +337,7 @@ final class Program: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func check(_ op: CheckOp, _ v: JSON) -> Bool {
+    func check(_ op: CheckOp, _ v: JSON) -> Bool {
         switch op.kind {
         case .enumStrings:
             guard case .string(let s) = v else { return false }
@@ -358,11 +358,21 @@ final class Program: @unchecked Sendable {
             return false
         case .const:
             return values[Int(op.a)] == v
+        case .allOf, .anyOf, .oneOf, .not, .condition, .ref:
+            return combine(op) { valid($0, v) }
+        }
+    }
+
+    /// The keywords that combine other nodes' answers on the same value, whichever form the
+    /// value is in (`valid` answers for a node): shared by the tree and binary evaluations.
+    @inline(__always)
+    func combine(_ op: CheckOp, _ valid: (Int32) -> Bool) -> Bool {
+        switch op.kind {
         case .allOf:
             var i = Int(op.a)
             let end = i + Int(op.b)
             while i < end {
-                if !valid(lists[i], v) { return false }
+                if !valid(lists[i]) { return false }
                 i += 1
             }
             return true
@@ -370,32 +380,31 @@ final class Program: @unchecked Sendable {
             var i = Int(op.a)
             let end = i + Int(op.b)
             while i < end {
-                if valid(lists[i], v) { return true }
+                if valid(lists[i]) { return true }
                 i += 1
             }
             return false
         case .oneOf:
-            return countValid(first: Int(op.a), count: Int(op.b), v, upTo: 2) == 1
-        case .not:
-            return !valid(op.a, v)
-        case .condition:
-            if valid(op.a, v) { return op.b < 0 || valid(op.b, v) }
-            return op.c < 0 || valid(op.c, v)
-        case .ref:
-            return valid(op.a, v)
-        }
-    }
-
-    private func countValid(first: Int, count: Int, _ v: JSON, upTo limit: Int) -> Int {
-        var n = 0
-        var i = first
-        while i < first + count {
-            if valid(lists[i], v) {
-                n += 1
-                if n >= limit { break }
+            var n = 0
+            var i = Int(op.a)
+            let end = i + Int(op.b)
+            while i < end {
+                if valid(lists[i]) {
+                    n += 1
+                    if n >= 2 { break }
+                }
+                i += 1
             }
-            i += 1
+            return n == 1
+        case .not:
+            return !valid(op.a)
+        case .condition:
+            if valid(op.a) { return op.b < 0 || valid(op.b) }
+            return op.c < 0 || valid(op.c)
+        case .ref:
+            return valid(op.a)
+        case .enumStrings, .enumValues, .const:
+            preconditionFailure("not a combination: \(op.kind)")
         }
-        return n
     }
 }

@@ -45,7 +45,7 @@ extension Program {
             var bits: UInt64 = 0
             for k in 0..<8 { bits |= UInt64(b[at + 1 + k]) << (8 * UInt64(k)) }
             let d = Double(bitPattern: bits)
-            if !(t.contains(.number) || (t.contains(.integer) && d.isFinite && d.rounded(.towardZero) == d)) { return nil }
+            if !t.admits(double: d) { return nil }
             if n.numberCount > 0 && !numberValid(d, n) { return nil }
             end = at + 9
         case 5:
@@ -75,23 +75,6 @@ extension Program {
             i += 1
         }
         return end ?? JSONView.skip(b, at)
-    }
-
-    @inline(__always)
-    private func numberValid(_ d: Double, _ n: NodeInfo) -> Bool {
-        var i = Int(n.numberFirst)
-        let end = i + Int(n.numberCount)
-        while i < end {
-            let op = numberOps[i]
-            switch op.kind {
-            case .minimum: if !(d >= op.bound) { return false }
-            case .maximum: if !(d <= op.bound) { return false }
-            case .exclusiveMinimum: if !(d > op.bound) { return false }
-            case .exclusiveMaximum: if !(d < op.bound) { return false }
-            }
-            i += 1
-        }
-        return true
     }
 
     /// The string's length in `Character`s equals its UTF-8 length: ASCII without `\r`
@@ -254,53 +237,10 @@ extension Program {
                 i += 1
             }
             return false
-        case .enumValues:
-            guard let v = Program.tree(b, at) else { return false }
-            var i = Int(op.a)
-            let end = i + Int(op.b)
-            while i < end {
-                if values[i] == v { return true }
-                i += 1
-            }
-            return false
-        case .const:
-            guard let v = Program.tree(b, at) else { return false }
-            return values[Int(op.a)] == v
-        case .allOf:
-            var i = Int(op.a)
-            let end = i + Int(op.b)
-            while i < end {
-                if !valid(lists[i], b, at) { return false }
-                i += 1
-            }
-            return true
-        case .anyOf:
-            var i = Int(op.a)
-            let end = i + Int(op.b)
-            while i < end {
-                if valid(lists[i], b, at) { return true }
-                i += 1
-            }
-            return false
-        case .oneOf:
-            var n = 0
-            var i = Int(op.a)
-            let end = i + Int(op.b)
-            while i < end {
-                if valid(lists[i], b, at) {
-                    n += 1
-                    if n >= 2 { break }
-                }
-                i += 1
-            }
-            return n == 1
-        case .not:
-            return !valid(op.a, b, at)
-        case .condition:
-            if valid(op.a, b, at) { return op.b < 0 || valid(op.b, b, at) }
-            return op.c < 0 || valid(op.c, b, at)
-        case .ref:
-            return valid(op.a, b, at)
+        case .enumValues, .const:  // whole values compared: on the tree, as the tree evaluation does
+            return Program.tree(b, at).map { check(op, $0) } ?? false
+        case .allOf, .anyOf, .oneOf, .not, .condition, .ref:
+            return combine(op) { valid($0, b, at) }
         }
     }
 }
