@@ -92,7 +92,7 @@ public struct EnvelopeBuilder: Sendable {
 
     /// Prepares a message in binary JSON form (`JSON.transcode` of what the client sent, whose
     /// size was `encodedSize`), working on the bytes: validation, the envelope and the stored
-    /// body without building a tree. The same result as `prepare(message:)` on its tree.
+    /// body without building a tree.
     public func prepare(binary message: [UInt8], encodedSize size: Int, source: SourceContext, receivedAt: Micros,
                         batchSentAt: Micros? = nil) -> Result<PreparedEvent, Rejection> {
         if size > maxMessageBytes {
@@ -191,71 +191,14 @@ public struct EnvelopeBuilder: Sendable {
         }
     }
 
-    /// Prepares a parsed message. `encodedSize` is its size as sent, when known (else measured).
-    /// `batchSentAt` is the enclosing batch's `sentAt`, used when the message has none.
+    /// Prepares a message held as a tree (tests, tools): its binary form through
+    /// `prepare(binary:)`, the one implementation. `encodedSize` is its size as sent, when
+    /// known (else measured). `batchSentAt` is the enclosing batch's `sentAt`, used when the
+    /// message has none.
     public func prepare(message: JSON, encodedSize: Int?, source: SourceContext, receivedAt: Micros,
                         batchSentAt: Micros? = nil) -> Result<PreparedEvent, Rejection> {
-        let size = encodedSize ?? message.jsonBytes().count
-        if size > maxMessageBytes {
-            return .failure(Rejection(code: "too_large", message: "message is \(size) bytes, over the \(maxMessageBytes)-byte limit"))
-        }
-        guard case .object(let members) = message else {
-            return .failure(Rejection(code: "invalid", message: "a message must be a JSON object, got \(message.typeName)"))
-        }
-        let failures = schemas.validate(message)
-        if !failures.isEmpty {
-            return .failure(Rejection(code: "invalid", message: failures.map { $0.description }.joined(separator: "; ")))
-        }
-        guard let typeName = message["type"]?.stringValue, let type = EventType(name: typeName), type != .system else {
-            return .failure(Rejection(code: "invalid", message: "type must be one of identify, track, page, screen, group, alias"))
-        }
-        // Segment: timestamp = receivedAt − (sentAt − originalTimestamp).
-        let original: Micros?
-        let originalField: String?
-        if let s = message["originalTimestamp"]?.stringValue {
-            original = Timestamp.parse(s); originalField = "originalTimestamp"
-        } else if let s = message["timestamp"]?.stringValue {
-            original = Timestamp.parse(s); originalField = "timestamp"
-        } else {
-            original = nil; originalField = nil
-        }
-        if let originalField, original == nil {
-            return .failure(Rejection(code: "invalid", message: "\(originalField) is not an ISO-8601 date-time"))
-        }
-        var sentAt = batchSentAt
-        if let s = message["sentAt"]?.stringValue {
-            guard let t = Timestamp.parse(s) else {
-                return .failure(Rejection(code: "invalid", message: "sentAt is not an ISO-8601 date-time"))
-            }
-            sentAt = t
-        }
-        let eventTime: Micros
-        if let original, let sentAt, correctClockSkew {
-            eventTime = receivedAt - (sentAt - original)
-        } else {
-            eventTime = original ?? receivedAt
-        }
-        let messageId = message["messageId"]?.scalarText.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString.lowercased()
-        let channel = message["context"]?["channel"]?.stringValue ?? source.channel
-
-        var body: [(String, JSON)] = []
-        body.reserveCapacity(members.count + 3)
-        var sawMessageId = false
-        for (k, v) in members {
-            switch k {
-            case "type", "writeKey", "seq", "receivedAt", "source", "channel": continue  // envelope-owned; never store a key
-            case "timestamp":
-                // Kept only when corrected, as the client's original time.
-                if eventTime != original, originalField == "timestamp" { body.append(("originalTimestamp", v)) }
-            case "messageId": sawMessageId = true; body.append((k, .string(messageId)))
-            default: body.append((k, v))
-            }
-        }
-        if !sawMessageId { body.append(("messageId", .string(messageId))) }
-        body.append(("source", .string(source.name)))
-        body.append(("channel", .string(channel)))
-        return .success(PreparedEvent(type: type, timestamp: eventTime, receivedAt: receivedAt, source: source.name,
-                                      messageId: messageId, payload: JSON.object(body).binary, inputBytes: size))
+        prepare(binary: message.binary, encodedSize: encodedSize ?? message.jsonBytes().count, source: source,
+                receivedAt: receivedAt, batchSentAt: batchSentAt)
     }
 }
 

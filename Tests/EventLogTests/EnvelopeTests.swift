@@ -141,8 +141,9 @@ import Testing
     }
 }
 
-/// The ingest path prepares messages on their binary form (`prepare(bytes:)`); the server's
-/// batch path and older callers on a tree (`prepare(message:)`). Both must store the same.
+/// A line prepared from its text (`prepare(bytes:)`: transcoded, as imports and the API do)
+/// and the same message prepared from a parsed tree (`prepare(message:)`, for tools and
+/// tests) must store the same, rejections included.
 @Suite struct BinaryEnvelope {
     static let messages: [String] = [
         #"{"type":"track","messageId":"m1","userId":"u1","event":"Product Viewed","timestamp":"2025-03-01T12:00:00.000Z","properties":{"product_id":"p1","price":19.99},"context":{"channel":"web","ip":"10.0.0.1"}}"#,
