@@ -73,12 +73,13 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ], path: "Tools/Bench"),
 
-        .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore", "TestSupport"]),
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema", "JSONCore"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"]),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "LMDB", "JSONCore"]),
         .testTarget(name: "DataGenTests", dependencies: ["EventLog", "JSONCore"]),
-        .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore"]),
+        .testTarget(name: "ProjectionsTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore", "TestSupport"]),
         .testTarget(name: "ReplayTests", dependencies: ["Projections", "EventLog", "LMDB", "JSONCore"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "EventLog", "JSONCore",

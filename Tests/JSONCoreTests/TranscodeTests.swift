@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import JSONCore
 
 /// `JSON.transcode` must be `parse` then `binary`, byte for byte and error for error: the
@@ -77,18 +78,6 @@ import Testing
     }
 
     // MARK: Generation
-
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     func randomString(_ rng: inout SplitMix) -> String {
         let alphabet: [String] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\u{01}", "é", "😀", "中", "\r\n", "x"]

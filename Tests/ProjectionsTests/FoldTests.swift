@@ -4,6 +4,7 @@ import JSONCore
 import LMDB
 @testable import Projections
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct FoldTests {
     /// Generates `customers` with touchstone-datagen and imports them into a fresh log.
@@ -160,18 +161,5 @@ import Testing
         try s.append([#"{"type":"identify","userId":"u1","traits":{"plan":"pro"}}"#])
         #expect(await v.waitForApplied(1, timeout: .seconds(10)))
         #expect(try v.profile("user_id:u1") != nil)
-    }
-}
-
-/// A tiny deterministic generator for property tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -4,6 +4,7 @@ import JSONCore
 import LMDB
 @testable import Projections
 import Testing
+import TestSupport
 
 /// Appends a `Segment Defined` system event.
 @discardableResult
