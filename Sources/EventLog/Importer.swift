@@ -194,9 +194,6 @@ public final class Importer {
         // on two cores that left one thread preparing.)
         for n in 0..<max(1, workers) {
             let preparer = Thread {
-                // The single writer is the import's critical path once the log is large (its
-                // B-trees deepen, its commits write more); the preparers yield to it.
-                ThreadNiceness.lowerCurrent(to: 5)
                 while let (chunk, batch, truncated) = jobs.take() {
                     pipeline.deliver(chunk, Importer.prepare(batch, truncated: truncated, builder: builder, source: source, log: log))
                 }

@@ -66,22 +66,6 @@ enum MessageIndex {
 @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 #endif
 
-#if os(Linux)
-/// glibc's `gettid` (2.30+; not in the Glibc module).
-@_silgen_name("gettid") private func importGettid() -> Int32
-#endif
-
-/// Scheduling niceness of the calling thread.
-enum ThreadNiceness {
-    /// Lowers the calling thread's priority to nice `n` (> 0; always permitted): for helpers
-    /// that must yield to a serial thread on the critical path when the cores are contended.
-    static func lowerCurrent(to n: Int32) {
-        #if os(Linux)
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(importGettid()), n)
-        #endif
-    }
-}
-
 /// Process-wide allocator settings for the long-running folds and imports.
 public enum AllocatorTuning {
     /// Keeps glibc from handing each batch's multi-megabyte arrays to `mmap` and back to the
