@@ -31,16 +31,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.86.0"),
     ],
     targets: [
-        // C libraries from Debian: liblmdb-dev, libzstd-dev.
+        // C libraries from Debian: liblmdb-dev, libzstd-dev, libjemalloc-dev.
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb",
                        providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
+        // The process's allocator (see `Allocator` in EventLog).
+        .systemLibrary(name: "CJemalloc", path: "Sources/CJemalloc", pkgConfig: "jemalloc",
+                       providers: [.apt(["libjemalloc-dev"])]),
 
         .target(name: "JSONCore", swiftSettings: hotPath),
         .target(name: "JSONSchema", dependencies: ["JSONCore"], swiftSettings: hotPath),
         .target(name: "LMDB", dependencies: ["CLMDB"]),
-        .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "JSONCore", "JSONSchema", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hotPath),
+        .target(name: "EventLog", dependencies: ["LMDB", "CZstd", "CJemalloc", "JSONCore", "JSONSchema", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hotPath),
 
         .target(name: "Projections", dependencies: ["EventLog", "LMDB", "JSONCore", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: hotPath),
         .target(name: "Server", dependencies: [

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Touchstone needs on a fresh Debian machine with the Swift toolchain:
-# the LMDB and zstd C libraries (and their tools), zlib, and the Python clients the
+# the LMDB, zstd and jemalloc C libraries (and their tools), zlib, and the Python clients the
 # end-to-end tests drive. Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
-for p in liblmdb-dev libzstd-dev lmdb-utils zlib1g-dev zstd curl; do
+for p in liblmdb-dev libzstd-dev libjemalloc-dev lmdb-utils zlib1g-dev zstd curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

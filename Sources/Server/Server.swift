@@ -85,7 +85,7 @@ public func buildApplication(_ server: TouchstoneServer, logger: Logger,
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             logger.info("listening", metadata: ["host": .string(config.host), "port": .stringConvertible(port),
-                                                "lastSeq": .stringConvertible(server.log.lastSeq)])
+                                                "lastSeq": .stringConvertible(server.log.lastSeq), "allocator": .string(Allocator.name)])
             await onListening(port)
         },
         logger: logger)

@@ -22,7 +22,6 @@ struct ImportCommand: ParsableCommand {
     }
 
     func run() throws {
-        AllocatorTuning.reuseLargeBlocks()
         let log = try options.openLog(LogOptions(durability: relaxed ? .relaxed : .full))
         let builder = EnvelopeBuilder(schemas: try options.schemaRegistry())
         let importer = Importer(log: log, builder: builder, source: SourceContext(name: source, channel: channel))

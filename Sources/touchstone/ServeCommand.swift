@@ -25,7 +25,6 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Log format: text or json. Default text.") var logFormat: String?
 
     func run() async throws {
-        AllocatorTuning.reuseLargeBlocks()
         // One pool of threads for I/O and handlers: Swift Concurrency's jobs run on NIO's event
         // loops, so a request is not handed from an event loop to the concurrency pool and back.
         // Blocking work (the views' tail fold, log commits) runs on threads of its own.

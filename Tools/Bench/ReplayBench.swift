@@ -22,7 +22,6 @@ struct ReplayBench: ParsableCommand {
     @Option(help: "Rebuilds to run (the best and the median are reported).") var runs = 1
 
     func run() throws {
-        AllocatorTuning.reuseLargeBlocks()  // as touchstone-replay does
         let binDir = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0]).deletingLastPathComponent().path
         var dataDir = data ?? scratch
         if data == nil {

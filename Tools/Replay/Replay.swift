@@ -58,7 +58,6 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         let logPath = data + "/log"
-        AllocatorTuning.reuseLargeBlocks()
         guard FileManager.default.fileExists(atPath: logPath + "/data.mdb") else {
             throw ValidationError("no event log at \(logPath)")
         }

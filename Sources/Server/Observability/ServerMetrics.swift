@@ -118,6 +118,13 @@ public final class ServerMetrics: @unchecked Sendable {
         gauge("touchstone_log_map_used_ratio", []).record(stats.map_used)
     }
 
+    /// Sets the heap gauges from the allocator's statistics (called when `/metrics` is scraped).
+    public func heap() {
+        guard let s = Allocator.stats() else { return }
+        gauge("touchstone_heap_allocated_bytes", []).record(s.allocated)
+        gauge("touchstone_heap_resident_bytes", []).record(s.resident)
+    }
+
     // MARK: HTTP
 
     public func request(method: String, route: String, status: Int, duration: Duration) {

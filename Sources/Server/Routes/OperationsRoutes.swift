@@ -27,6 +27,7 @@ public struct OperationsRoutes: Sendable {
             do {
                 metrics.log(try log.stats())
                 metrics.views(appliedSeq: views.runner.appliedSeq, failures: try views.generation.failureCount())
+                metrics.heap()
             } catch {
                 context.logger.warning("log stats unavailable", metadata: ["error": "\(error)"])
             }
