@@ -265,9 +265,12 @@ struct TrackingAPITests {
         let text = r.text
         for family in ["touchstone_events_appended_total", "touchstone_events_rejected_total", "touchstone_batch_messages",
                        "touchstone_commit_duration_seconds", "touchstone_log_bytes", "touchstone_log_map_used_ratio",
-                       "touchstone_http_requests_total"] {
+                       "touchstone_http_requests_total", "touchstone_heap_allocated_bytes", "touchstone_heap_resident_bytes"] {
             #expect(text.contains("# HELP \(family) "), "\(family) has no HELP line")
         }
+        // jemalloc is the process's allocator (its statistics exist, and count this heap).
+        let allocated = text.split(separator: "\n").first { $0.hasPrefix("touchstone_heap_allocated_bytes ") }
+        #expect((allocated?.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 1_000_000)
         #expect(text.contains(#"touchstone_events_appended_total{source="web",channel="web",type="track"} 1"#))
         #expect(text.contains(#"touchstone_events_rejected_total{source="web",channel="web",type="track",reason="invalid"} 1"#))
         let types = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.count

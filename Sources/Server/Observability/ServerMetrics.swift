@@ -32,6 +32,8 @@ public final class ServerMetrics: @unchecked Sendable {
         "touchstone_log_bytes": "Bytes the log's LMDB environment uses.",
         "touchstone_log_map_size_bytes": "Size of the log's LMDB memory map (grows on demand).",
         "touchstone_log_map_used_ratio": "Share of the log's memory map in use (0–1).",
+        "touchstone_heap_allocated_bytes": "Bytes the process has allocated on the heap and not freed (jemalloc).",
+        "touchstone_heap_resident_bytes": "Bytes of memory the allocator holds resident (jemalloc).",
         "touchstone_http_requests_total": "HTTP requests answered, by method, route and status.",
         "touchstone_http_request_duration_seconds": "Time to answer an HTTP request, by method and route.",
         "touchstone_http_requests_in_flight": "HTTP requests being answered now.",
