@@ -491,6 +491,12 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
+    /// Blocks the calling thread until `seq` is committed or `timeout` passes (see `waitForSeq`
+    /// for tasks); returns whether it is committed.
+    public func waitForSeq(_ seq: UInt64, blockingFor timeout: Duration) -> Bool {
+        lastSeq >= seq || notifier.waitBlocking(for: seq, timeout: timeout)
+    }
+
     /// Every event from `seq` on, forever: batches of stored events, waking on each commit.
     public func tail(from seq: UInt64, batchSize: Int = 1024) -> AsyncThrowingStream<[Event], Error> {
         AsyncThrowingStream { continuation in

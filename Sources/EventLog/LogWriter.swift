@@ -118,6 +118,26 @@ final class CommitNotifier: @unchecked Sendable {
         for id in ready.keys { waiters.removeValue(forKey: id) }
         lock.unlock()
         for (_, w) in ready { w.1.resume() }
+        blocked.lock()
+        blocked.broadcast()
+        blocked.unlock()
+    }
+
+    /// Threads waiting in `waitBlocking` (woken on every publish).
+    private let blocked = NSCondition()
+
+    /// Blocks the calling thread until `seq` is committed or `timeout` passes; returns whether
+    /// it is committed. For a thread of its own (the views' tail), not for the concurrency pool.
+    func waitBlocking(for seq: UInt64, timeout: Duration) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        blocked.lock()
+        defer { blocked.unlock() }
+        // `publish` raises `committed` before it takes `blocked`: checked under `blocked`, a
+        // commit is either seen here or wakes the wait.
+        while lock.withLock({ committed }) < seq {
+            if !blocked.wait(until: deadline) { return lock.withLock { committed } >= seq }
+        }
+        return true
     }
 
     /// When each of `seqs` (ascending) became durable in this process, nil where unknown

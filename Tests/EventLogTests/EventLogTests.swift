@@ -165,6 +165,32 @@ import Testing
         try log.append([try prepared(track("m1"))])
         #expect(await log.waitForSeq(1, timeout: .milliseconds(50)) == true)
     }
+
+    @Test func aBlockedThreadWakesOnTheCommitItWaitsFor() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        #expect(log.waitForSeq(1, blockingFor: .milliseconds(20)) == false, "nothing committed: times out")
+        // A thread blocks for seq 2 with a long timeout; two commits later it is awake, long
+        // before the timeout.
+        let woke = DispatchSemaphore(value: 0)
+        let result = Box<Bool?>(nil)
+        Thread.detachNewThread {
+            result.value = log.waitForSeq(2, blockingFor: .seconds(60))
+            woke.signal()
+        }
+        try log.append([try prepared(track("m1"))])
+        #expect(woke.wait(timeout: .now() + .milliseconds(50)) == .timedOut, "seq 1 does not wake a wait for seq 2")
+        try log.append([try prepared(track("m2"))])
+        #expect(woke.wait(timeout: .now() + .seconds(10)) == .success)
+        #expect(result.value == true)
+        #expect(log.waitForSeq(2, blockingFor: .zero) == true, "already committed: no wait")
+    }
+}
+
+/// A value shared with a thread (read after it signals).
+private final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
 }
 
 @Suite struct GroupCommit {
