@@ -23,9 +23,16 @@ public struct EnvironmentOptions: Sendable {
     public var maxReaders: UInt32 = 256
     public var durability: Durability = .full
     public var readOnly = false
+    /// Write transactions change pages in place through a writable map (`MDB_WRITEMAP`)
+    /// instead of copying each dirty page into the file with `pwrite`/`writev` at commit. The
+    /// file becomes as large as the map (sparse). LMDB warns against mixing processes with and
+    /// without it on one environment for the sake of `mdb_env_sync` durability; use it where
+    /// that does not matter (relaxed durability).
+    public var writeMap = false
 
     public init(mapSize: Int = 64 << 20, maxDatabases: UInt32 = 16, maxReaders: UInt32 = 256,
-                durability: Durability = .full, readOnly: Bool = false) {
+                durability: Durability = .full, readOnly: Bool = false, writeMap: Bool = false) {
+        self.writeMap = writeMap
         self.mapSize = mapSize
         self.maxDatabases = maxDatabases
         self.maxReaders = maxReaders
@@ -108,6 +115,7 @@ public final class Environment: @unchecked Sendable {
             var flags = UInt32(MDB_NOTLS)
             if options.durability == .relaxed { flags |= UInt32(MDB_NOSYNC) }
             if options.readOnly { flags |= UInt32(MDB_RDONLY) }
+            if options.writeMap && !options.readOnly { flags |= UInt32(MDB_WRITEMAP) }
             try check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open(\(path))")
         } catch {
             mdb_env_close(env)
@@ -196,10 +204,11 @@ public final class Environment: @unchecked Sendable {
         currentMapSize = next
     }
 
-    /// Drops this process's mapping of the environment's pages. They are clean, file-backed
-    /// pages of a shared read-only map: the page cache keeps them and the next read faults
-    /// them back in, but the process's resident set no longer grows with the file while a long
-    /// scan (a rebuild reading the whole log) walks it. Safe while transactions are open.
+    /// Drops this process's mapping of the environment's pages. They are file-backed pages of
+    /// a shared map: the page cache keeps them (a page written through a writable map stays
+    /// dirty there, to be written back as usual) and the next access faults them back in, but
+    /// the process's resident set no longer grows with the file while a long scan (a rebuild
+    /// reading the whole log) walks it. Safe while transactions are open.
     public func releaseMappedPages() {
         #if os(Linux)
         // LMDB does not tell where it mapped the file (`me_mapaddr` is only set for a fixed

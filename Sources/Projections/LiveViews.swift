@@ -20,6 +20,9 @@ public final class LiveViews: @unchecked Sendable {
     /// Where the tail folds: a thread of its own (not the concurrency pool, not a pooled GCD
     /// thread that would keep the raised priority for other work), started on first use.
     private lazy var tailThread = WorkerThread(name: "touchstone.views.tail") { ThreadPriority.raiseCurrent() }
+    /// Where the tail's batches fold their other projections and commit, while the tail thread
+    /// folds the next batch's profiles.
+    private lazy var finisher = Finisher(thread: WorkerThread(name: "touchstone.views.commit") { ThreadPriority.raiseCurrent() })
     private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
     private var rebuilding: String?
     /// The replay job started through the API (`POST /v1/admin/replay`): a rebuild on its own
@@ -30,6 +33,7 @@ public final class LiveViews: @unchecked Sendable {
     /// the projections are configured as the live generation was built (its identity rules),
     /// so a CLI query never triggers a rebuild with other rules than the server's.
     public init(dataDirectory: String, log: EventLog, set: ProjectionSet? = nil) throws {
+        EnvironmentCache.shared.useWriteMap()
         store = ViewStore(dataDirectory: dataDirectory)
         self.log = log
         let name: String
@@ -154,7 +158,14 @@ public final class LiveViews: @unchecked Sendable {
             }
         }
         while !stop() {
-            try step(report)
+            if let pointed = store.current(), pointed != generation.name, store.exists(pointed) {
+                try adopt(pointed)
+            }
+            let name = generation.name
+            // Until stopped or another generation is made live (read between batches).
+            try runner.follow(limit: Self.tailBatch, finisher: finisher, stop: {
+                stop() || store.current().map { $0 != name && store.exists($0) } == true
+            }, report: report)
         }
     }
 
@@ -175,7 +186,9 @@ public final class LiveViews: @unchecked Sendable {
     }
 
     /// The most events the tail folds in one batch.
-    static let tailBatch = 2048
+    /// Measured under the HTTP batch benchmark (≈ 55k events/s): 256 kept 80–83 % of events
+    /// visible within 20 ms; 128 and 512 ≈ 81 % and 76 %, 1,024 73 %, 64 63 % (more commits).
+    static let tailBatch = 256
 }
 
 /// A value behind a lock.

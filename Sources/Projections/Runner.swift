@@ -279,6 +279,66 @@ public final class ProjectionRunner: @unchecked Sendable {
                            perProjection: per, eventLagsMicros: lags)
     }
 
+    /// Tails the log until `stop` says so, on the calling thread, pipelined like a catch-up:
+    /// the first projection (profiles) folds batch k+1 on top of batch k's sealed changes while
+    /// `finisher` folds the others over batch k and commits it. Each batch is what the log
+    /// holds beyond the last one, at most `limit` events; with nothing new it waits (blocking,
+    /// up to 100 ms) for the next commit. `report` gets every committed batch's report, on
+    /// the calling thread. Returns when `stop` is true, with every batch it folded committed.
+    public func follow(limit: Int, finisher: Finisher, stop: () -> Bool, report: (BatchReport) -> Void) throws {
+        let g = generation
+        // Projections at different checkpoints (or only one): a batch at a time until they meet.
+        while !stop() {
+            let checkpoints = try g.environment.read { tx in try g.projections.map { try g.checkpoint($0.name, tx) } }
+            if g.projections.count > 1 && Set(checkpoints).count == 1 { break }
+            let events = try log.events(from: (checkpoints.min() ?? 0) + 1, limit: limit)
+            if events.isEmpty {
+                if g.projections.count > 1 { break }  // all at the log's end: equal as far as the log goes
+                _ = log.waitForSeq((checkpoints.min() ?? 0) + 1, blockingFor: .milliseconds(100))
+            } else {
+                report(try apply(events))
+            }
+        }
+        guard g.projections.count > 1, !stop() else { return }
+        var expected = try g.appliedSeq()
+        var inFlight = false
+        func drain() throws {
+            guard inFlight else { return }
+            inFlight = false
+            guard let r = try finisher.wait() else { throw PipelineConflict() }
+            for p in g.projections { p.didCommit() }  // between folds, as in `fold`
+            report(r)
+        }
+        while !stop() {
+            do {
+                let events = try log.events(from: expected + 1, limit: limit)
+                guard let last = events.last else {
+                    try drain()
+                    _ = log.waitForSeq(expected + 1, blockingFor: .milliseconds(100))
+                    continue
+                }
+                let batch = events[...]
+                let first = g.projections[0]
+                let failures = try g.environment.read { tx in try first.fold(batch, tx) }
+                try drain()
+                for p in g.projections { p.seal() }
+                let job = Batch(events: events, work: g.projections.map { ($0, batch) }, firstFailures: failures,
+                                seen: Array(repeating: expected, count: g.projections.count))
+                finisher.submit { try self.finish(job) }
+                inFlight = true
+                expected = last.seq
+            } catch {
+                if inFlight { _ = try? finisher.wait() }
+                inFlight = false
+                for p in g.projections { p.reset() }
+                guard error is PipelineConflict else { throw error }
+                // Another process applied batches meanwhile: go on from where the views are now.
+                return try follow(limit: limit, finisher: finisher, stop: stop, report: report)
+            }
+        }
+        try drain()
+    }
+
     /// Tails the log from the views' checkpoint until the task is cancelled, applying each
     /// batch as it is committed. `report` gets every batch's report.
     public func run(report: @escaping @Sendable (BatchReport) -> Void = { _ in }) async throws {
@@ -398,17 +458,22 @@ struct UncheckedBox<T>: @unchecked Sendable {
 struct PipelineConflict: Error {}
 
 /// Runs one job at a time on a background thread; `wait` returns its result.
-final class Finisher: @unchecked Sendable {
+public final class Finisher: @unchecked Sendable {
     private let queue = DispatchQueue(label: "touchstone.views.finisher")
+    private let thread: WorkerThread?
     private let done = DispatchSemaphore(value: 0)
     private var result: Result<BatchReport?, Error> = .success(nil)
 
+    /// On `thread` when given (the live tail's, at a raised priority), else on a queue of its own.
+    init(thread: WorkerThread? = nil) { self.thread = thread }
+
     func submit(_ job: @escaping () throws -> BatchReport?) {
         let box = UncheckedBox(job)
-        queue.async {
+        let run: @Sendable () -> Void = {
             self.result = Result { try box.value() }
             self.done.signal()
         }
+        if let thread { thread.run(run) } else { queue.async(execute: run) }
     }
 
     /// Waits for the submitted job (call once per `submit`).
