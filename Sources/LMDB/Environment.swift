@@ -44,7 +44,7 @@ public struct EnvironmentOptions: Sendable {
 /// A handle on a named database inside an environment. Valid for the environment's life.
 public struct Database: Sendable, Hashable {
     public let name: String
-    let dbi: MDB_dbi
+    @usableFromInline let dbi: MDB_dbi
     public let flags: DatabaseFlags
 }
 

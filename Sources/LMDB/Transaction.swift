@@ -12,7 +12,7 @@ public struct LMDBError: Error, Sendable, CustomStringConvertible, Equatable {
     public static let mapFull = MDB_MAP_FULL
 }
 
-@inline(__always)
+@inline(__always) @usableFromInline
 func check(_ rc: Int32, _ operation: @autoclosure () -> String) throws(LMDBError) {
     if rc != 0 { throw LMDBError(code: rc, operation: operation()) }
 }
@@ -44,10 +44,12 @@ extension TransactionReading where Self: ~Copyable {
     }
 
     /// Calls `body` with the value under `key` without copying it; nil when absent.
+    /// (Inlinable, so a lookup in a fold is specialised for its result type; the key is lent to
+    /// LMDB, which only reads it — a mutable copy cost an allocation per lookup.)
+    @inlinable
     public func withValue<T>(_ db: Database, key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T? {
-        var k = key
-        return try k.withUnsafeMutableBytes { kb in
-            var mk = MDB_val(mv_size: kb.count, mv_data: kb.baseAddress)
+        try key.withUnsafeBytes { kb in
+            var mk = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
             var mv = MDB_val()
             let rc = mdb_get(txn, db.dbi, &mk, &mv)
             if rc == MDB_NOTFOUND { return nil }
@@ -126,13 +128,12 @@ public struct WriteTransaction: ~Copyable, TransactionReading {
     /// database. Returns false when there was nothing to delete.
     @discardableResult
     public func delete(_ db: Database, key: [UInt8], value: [UInt8]? = nil) throws -> Bool {
-        var k = key
-        return try k.withUnsafeMutableBytes { kb in
-            var mk = MDB_val(mv_size: kb.count, mv_data: kb.baseAddress)
+        try key.withUnsafeBytes { kb in
+            var mk = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
             let rc: Int32
-            if var v = value {
-                rc = v.withUnsafeMutableBytes { vb in
-                    var mv = MDB_val(mv_size: vb.count, mv_data: vb.baseAddress)
+            if let v = value {
+                rc = v.withUnsafeBytes { vb in
+                    var mv = MDB_val(mv_size: vb.count, mv_data: UnsafeMutableRawPointer(mutating: vb.baseAddress))
                     return mdb_del(txn, db.dbi, &mk, &mv)
                 }
             } else {
