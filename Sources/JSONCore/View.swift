@@ -22,7 +22,7 @@ public struct JSONView: Sendable {
         self.offset = offset
     }
 
-    @usableFromInline var tag: UInt8 { offset < bytes.count ? bytes[offset] : 0xFF }
+    @inlinable var tag: UInt8 { offset < bytes.count ? bytes[offset] : 0xFF }
 
     public var isNull: Bool { tag == 0 }
     public var isObject: Bool { tag == 7 }

@@ -188,13 +188,15 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             ?? Precomputed(items: events.map(precompute))
         if let first = events.first { current.batch = (first.seq, pre) }
         below = sealedLayer
-        for (i, e) in events.enumerated() {
-            let item = pre.items[i]
-            if item.ignored { continue }
-            found = item.found
-            dropped = item.dropped
-            if let error = try fold(e, item.fields, tx, &found, &dropped) {
-                failures.append(ProjectionFailure(projection: name, seq: e.seq, error: error))
+        // By index, passing elements in place: binding each event and item to a local copied
+        // them (a reference count on the body and on every array of the item).
+        let base = events.startIndex
+        for i in events.indices {
+            if pre.items[i - base].ignored { continue }
+            found = pre.items[i - base].found
+            dropped = pre.items[i - base].dropped
+            if let error = try fold(events[i], pre.items[i - base].fields, tx, &found, &dropped) {
+                failures.append(ProjectionFailure(projection: name, seq: events[i].seq, error: error))
             }
         }
         return failures
