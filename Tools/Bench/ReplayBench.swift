@@ -65,9 +65,10 @@ struct ReplayBench: ParsableCommand {
         try? FileManager.default.removeItem(atPath: rebuilder.store.path(target))
         guard let r = last else { return }
         rates.sort()
-        let median = rates[rates.count / 2]
+        // An even count's median is the mean of the middle two (not the upper one).
+        let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
         print("replay: \(r.events) events, all projections (\(ProjectionSet.names.joined(separator: ", "))), batch \(batchSize): "
-            + "best \(fmt(rates.last!)) events/s, median \(fmt(median)) events/s (\(fmt(r.seconds, 2)) s last run); "
+            + "best \(fmt(rates.last!)) events/s, median \(fmt(median)) events/s of \(rates.map { fmt($0) }.joined(separator: " / ")) (\(fmt(r.seconds, 2)) s last run); "
             + "heap (RssAnon) peak \(anonPeak >> 20) MiB; VmHWM \(hwmBefore >> 20) → \(peakRSS() >> 20) MiB (includes mapped log and views pages)")
         print("| rebuild, events/s | \(fmt(median)) | \(r.events) events, \(ProcessInfo.processInfo.activeProcessorCount) cores |")
         print("| rebuild heap (RssAnon) peak, MiB | \(anonPeak >> 20) | VmHWM \(peakRSS() >> 20) MiB |")
