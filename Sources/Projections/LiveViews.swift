@@ -131,10 +131,12 @@ public final class LiveViews: @unchecked Sendable {
         }
     }
 
-    /// The tail's loop, on the tail thread, until `stop` says so.
+    /// The tail's loop, on the tail thread, until `stop` says so. A switch of `CURRENT` by
+    /// another process is adopted between batches.
     private func tail(_ report: @Sendable (BatchReport) -> Void, stop: () -> Bool) throws {
+        // Stale views: serve them while the new generation is built beside, then switch.
+        var rebuild: (name: String, done: Locked<Result<Void, Error>?>)?
         if try isStale() {
-            // Serve the old views while the new generation is built, then switch.
             let name = store.nextName()
             lock.withLock { rebuilding = name }
             let done = Locked<Result<Void, Error>?>(nil)
@@ -147,41 +149,23 @@ public final class LiveViews: @unchecked Sendable {
                     done.set(.failure(error))
                 }
             }
-            while !stop() {
-                try step(report)
-                if let result = done.get() {
-                    try result.get()
-                    try adopt(name)
-                    lock.withLock { rebuilding = nil }
-                    break
-                }
-            }
+            rebuild = (name, done)
         }
         while !stop() {
+            if let r = rebuild, let result = r.done.get() {
+                try result.get()
+                try adopt(r.name)
+                lock.withLock { rebuilding = nil }
+                rebuild = nil
+            }
             if let pointed = store.current(), pointed != generation.name, store.exists(pointed) {
                 try adopt(pointed)
             }
             let name = generation.name
-            // Until stopped or another generation is made live (read between batches).
+            // Until stopped, the rebuild is done, or another generation is made live (read between batches).
             try runner.follow(limit: Self.tailBatch, finisher: finisher, stop: {
-                stop() || store.current().map { $0 != name && store.exists($0) } == true
+                stop() || rebuild?.done.get() != nil || store.current().map { $0 != name && store.exists($0) } == true
             }, report: report)
-        }
-    }
-
-    /// Applies what the log holds beyond the views, or waits (up to 100 ms) for more.
-    private func step(_ report: @Sendable (BatchReport) -> Void) throws {
-        if let pointed = store.current(), pointed != generation.name, store.exists(pointed) {
-            try adopt(pointed)
-        }
-        let runner = self.runner
-        let next = runner.appliedSeq + 1
-        // Small batches while tailing: visibility lag is one batch's fold.
-        let events = try log.events(from: next, limit: min(runner.batchSize, Self.tailBatch))
-        if events.isEmpty {
-            _ = log.waitForSeq(next, blockingFor: .milliseconds(100))
-        } else {
-            report(try runner.apply(events))
         }
     }
 

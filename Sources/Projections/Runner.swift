@@ -131,20 +131,8 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
         }
 
-        // Pipelined: the first projection (profiles) folds batch k+1 on this thread, on top of
-        // batch k's sealed changes, while a second thread folds the others over batch k and
-        // commits it. One batch in flight: k+1 is sealed only once k is committed.
-        let finisher = Finisher()
-        var expected = checkpoints[0]
-        var inFlight: UInt64?
-        func drain() throws {
-            guard let scanned = inFlight else { return }
-            inFlight = nil
-            guard let report = try finisher.wait() else { throw PipelineConflict() }
-            // Here, between folds, not on the finisher: the next fold must read either the
-            // sealed batch or views that hold it, never a snapshot from before its commit
-            // without it.
-            for p in g.projections { p.didCommit() }
+        var pipeline = Pipeline(runner: self, finisher: Finisher(), expected: checkpoints[0])
+        func done(_ scanned: UInt64, _ report: BatchReport) {
             last = scanned
             onBatch(scanned, report)
         }
@@ -152,40 +140,82 @@ public final class ProjectionRunner: @unchecked Sendable {
             while true {
                 switch queue.take() {
                 case .end:
-                    try drain()
+                    try pipeline.drain(done)
                     return last - from
                 case .failure(let e): throw e
                 case .batch(let events, let scanned):
                     if shouldStop() {
-                        try drain()
+                        try pipeline.drain(done)
                         throw RebuildStopped()
                     }
-                    let slice = events[events.partitioningIndex { $0.seq > expected }...]
-                    guard let lastEvent = slice.last else {
-                        try drain()
-                        last = scanned
-                        onBatch(scanned, BatchReport(events: 0, lastSeq: applied.value, lagMicros: 0, failures: [], perProjection: [:]))
-                        continue
+                    let slice = events[events.partitioningIndex { $0.seq > pipeline.expected }...]
+                    if slice.isEmpty {
+                        try pipeline.drain(done)
+                        done(scanned, BatchReport(events: 0, lastSeq: applied.value, lagMicros: 0, failures: [], perProjection: [:]))
+                    } else {
+                        try pipeline.push(slice, tag: scanned, done: done)
                     }
-                    let first = g.projections[0]
-                    let failures = try g.environment.read { tx in try first.fold(slice, tx) }
-                    try drain()
-                    for p in g.projections { p.seal() }
-                    let job = Batch(events: Array(slice), work: g.projections.map { ($0, slice) }, firstFailures: failures,
-                                    seen: Array(repeating: expected, count: g.projections.count))
-                    finisher.submit { try self.finish(job) }
-                    inFlight = scanned
-                    expected = lastEvent.seq
                 }
             }
         } catch {
-            if inFlight != nil { _ = try? finisher.wait() }
-            for p in g.projections { p.reset() }
+            pipeline.abandon()
             guard error is PipelineConflict else { throw error }
             // Another process applied batches meanwhile: go on from where the views are now.
             queue.close()
             let now = try g.appliedSeq()
             return (now - from) + (try fold(from: now, through: end, until: until, boundaries: boundaries, shouldStop: shouldStop, onBatch: onBatch))
+        }
+    }
+
+    /// What `fold` and `follow` share: the first projection (profiles) folds batch k+1 on the
+    /// caller's thread, on top of batch k's sealed changes, while `finisher` folds the others
+    /// over batch k and commits it. One batch in flight: k+1 is sealed only once k is committed.
+    /// `done` gets each committed batch's tag (the seq it was read through) and report.
+    private struct Pipeline {
+        let runner: ProjectionRunner
+        let finisher: Finisher
+        /// The seq every projection will have applied once the batch in flight commits.
+        private(set) var expected: UInt64
+        private var inFlight: UInt64?
+
+        init(runner: ProjectionRunner, finisher: Finisher, expected: UInt64) {
+            self.runner = runner
+            self.finisher = finisher
+            self.expected = expected
+        }
+
+        /// Folds `events` (all after `expected`, at least one) into the first projection, then
+        /// seals them and hands them to the finisher once the batch before is committed.
+        mutating func push(_ events: ArraySlice<Event>, tag: UInt64, done: (UInt64, BatchReport) -> Void) throws {
+            let g = runner.generation
+            let failures = try g.environment.read { tx in try g.projections[0].fold(events, tx) }
+            try drain(done)
+            for p in g.projections { p.seal() }
+            let job = Batch(events: Array(events), work: g.projections.map { ($0, events) }, firstFailures: failures,
+                            seen: Array(repeating: expected, count: g.projections.count))
+            finisher.submit { [runner] in try runner.finish(job) }
+            inFlight = tag
+            expected = events.last!.seq
+        }
+
+        /// Waits for the batch in flight to commit and hands its report to `done`; throws
+        /// `PipelineConflict` when another process moved a checkpoint meanwhile.
+        mutating func drain(_ done: (UInt64, BatchReport) -> Void) throws {
+            guard let tag = inFlight else { return }
+            inFlight = nil
+            guard let report = try finisher.wait() else { throw PipelineConflict() }
+            // Here, between folds, not on the finisher: the next fold must read either the
+            // sealed batch or views that hold it, never a snapshot from before its commit
+            // without it.
+            for p in runner.generation.projections { p.didCommit() }
+            done(tag, report)
+        }
+
+        /// After a failure: lets the batch in flight end and drops every pending change.
+        mutating func abandon() {
+            if inFlight != nil { _ = try? finisher.wait() }
+            inFlight = nil
+            for p in runner.generation.projections { p.reset() }
         }
     }
 
@@ -285,7 +315,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// holds beyond the last one, at most `limit` events; with nothing new it waits (blocking,
     /// up to 100 ms) for the next commit. `report` gets every committed batch's report, on
     /// the calling thread. Returns when `stop` is true, with every batch it folded committed.
-    public func follow(limit: Int, finisher: Finisher, stop: () -> Bool, report: (BatchReport) -> Void) throws {
+    func follow(limit: Int, finisher: Finisher, stop: () -> Bool, report: (BatchReport) -> Void) throws {
         let g = generation
         // Projections at different checkpoints (or only one): a batch at a time until they meet.
         while !stop() {
@@ -300,54 +330,27 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
         }
         guard g.projections.count > 1, !stop() else { return }
-        var expected = try g.appliedSeq()
-        var inFlight = false
-        func drain() throws {
-            guard inFlight else { return }
-            inFlight = false
-            guard let r = try finisher.wait() else { throw PipelineConflict() }
-            for p in g.projections { p.didCommit() }  // between folds, as in `fold`
-            report(r)
-        }
-        while !stop() {
-            do {
-                let events = try log.events(from: expected + 1, limit: limit)
-                guard let last = events.last else {
-                    try drain()
-                    _ = log.waitForSeq(expected + 1, blockingFor: .milliseconds(100))
-                    continue
+        var pipeline = Pipeline(runner: self, finisher: finisher, expected: try g.appliedSeq())
+        func done(_: UInt64, _ r: BatchReport) { report(r) }
+        do {
+            while !stop() {
+                let events = try log.events(from: pipeline.expected + 1, limit: limit)
+                if let last = events.last {
+                    try pipeline.push(events[...], tag: last.seq, done: done)
+                } else {
+                    try pipeline.drain(done)
+                    _ = log.waitForSeq(pipeline.expected + 1, blockingFor: .milliseconds(100))
                 }
-                let batch = events[...]
-                let first = g.projections[0]
-                let failures = try g.environment.read { tx in try first.fold(batch, tx) }
-                try drain()
-                for p in g.projections { p.seal() }
-                let job = Batch(events: events, work: g.projections.map { ($0, batch) }, firstFailures: failures,
-                                seen: Array(repeating: expected, count: g.projections.count))
-                finisher.submit { try self.finish(job) }
-                inFlight = true
-                expected = last.seq
-            } catch {
-                if inFlight { _ = try? finisher.wait() }
-                inFlight = false
-                for p in g.projections { p.reset() }
-                guard error is PipelineConflict else { throw error }
-                // Another process applied batches meanwhile: go on from where the views are now.
-                return try follow(limit: limit, finisher: finisher, stop: stop, report: report)
             }
+            try pipeline.drain(done)
+        } catch {
+            pipeline.abandon()
+            guard error is PipelineConflict else { throw error }
+            // Another process applied batches meanwhile: go on from where the views are now.
+            return try follow(limit: limit, finisher: finisher, stop: stop, report: report)
         }
-        try drain()
     }
 
-    /// Tails the log from the views' checkpoint until the task is cancelled, applying each
-    /// batch as it is committed. `report` gets every batch's report.
-    public func run(report: @escaping @Sendable (BatchReport) -> Void = { _ in }) async throws {
-        try catchUp(progress: report)
-        for try await events in log.tail(from: applied.value + 1, batchSize: batchSize) {
-            if Task.isCancelled { break }
-            report(try apply(events))
-        }
-    }
 }
 
 /// A seq that only grows, with waiters.
@@ -458,7 +461,7 @@ struct UncheckedBox<T>: @unchecked Sendable {
 struct PipelineConflict: Error {}
 
 /// Runs one job at a time on a background thread; `wait` returns its result.
-public final class Finisher: @unchecked Sendable {
+final class Finisher: @unchecked Sendable {
     private let queue = DispatchQueue(label: "touchstone.views.finisher")
     private let thread: WorkerThread?
     private let done = DispatchSemaphore(value: 0)
