@@ -4,7 +4,10 @@ import Foundation
 import Testing
 
 /// The live tail: pipelined (profiles fold batch k+1 while segments and KPIs fold and commit
-/// batch k), on threads of its own, while events keep arriving.
+/// batch k), on threads of its own, while events keep arriving. (The waits here suspend —
+/// `eventuallyAsync` — rather than block: blocked, two tests running side by side hold both of
+/// the concurrency pool's threads on this 2-core machine, and the tasks that start the tails
+/// never run.)
 @Suite struct TailTests {
     @Test func thePipelinedTailUnderConcurrentAppendsEqualsAReplay() async throws {
         let s = try Scratch()
@@ -20,7 +23,7 @@ import Testing
         }
         let last = s.log.lastSeq
         #expect(last == UInt64(appended))
-        let caughtUp = try eventually(.seconds(60)) { views.runner.appliedSeq >= last }
+        let caughtUp = try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= last }
         tail.cancel()
         try? await tail.value
         #expect(caughtUp, "the tail applied \(views.runner.appliedSeq) of \(last)")
@@ -42,15 +45,39 @@ import Testing
         try s.append(messages(10))
         let views = try s.liveViews()
         let tail = Task { try await views.run() }
-        #expect(try eventually { views.runner.appliedSeq == 10 })
+        #expect(try await eventuallyAsync { views.runner.appliedSeq == 10 })
         // Idle, blocked waiting for a commit that never comes: cancellation still ends it, and
         // the views stay usable (a later tail picks up where it stopped).
         tail.cancel()
         try await tail.value
         try s.append(messages(5, prefix: "late"))
         let again = Task { try await views.run() }
-        #expect(try eventually { views.runner.appliedSeq == 15 })
+        #expect(try await eventuallyAsync { views.runner.appliedSeq == 15 })
         again.cancel()
         try await again.value
+    }
+
+    @Test func staleViewsServeWhileANewGenerationIsBuiltThenTheTailSwitchesToIt() async throws {
+        let s = try Scratch()
+        try s.append(messages(3000))
+        let first = try s.liveViews().generation.name
+        // Other identity rules: the live views are stale; the tail serves them (and keeps them
+        // current) while the new generation is built beside, then switches.
+        var rules = IdentityRules.default
+        rules.blocked.append("c-user-1")
+        let views = try LiveViews(dataDirectory: s.dir, log: s.log, set: ProjectionSet(rules: rules))
+        #expect(try views.isStale())
+        let tail = Task { try await views.run() }
+        for chunk in 0..<4 { try s.append(messages(100, prefix: "late\(chunk)")) }
+        let last = s.log.lastSeq
+        let switched = try await eventuallyAsync(.seconds(60)) { views.generation.name != first && views.runner.appliedSeq >= last }
+        tail.cancel()
+        try? await tail.value
+        #expect(switched, "serving \(views.generation.name) at \(views.runner.appliedSeq) of \(last)")
+        #expect(s.store.current() == views.generation.name)
+        #expect(try views.profiles.resolve(Identifier.parse("user_id:c-user-1")!) == nil, "the new rules apply")
+        #expect(try views.profiles.resolve(Identifier.parse("user_id:late3-user-2")!) != nil, "events of the switch are in")
+        let report = try s.rebuilder().verify()
+        for e in report.entries { #expect(e.equal, "\(e.projection): \(e.differences)") }
     }
 }
