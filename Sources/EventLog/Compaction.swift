@@ -76,43 +76,58 @@ extension EventLog {
             if let replacement { try tx.put(target.meta, key: Array("dict/\(replacement.id)".utf8), value: replacement.bytes) }
             try tx.put(target.meta, key: Array("high_seq".utf8), value: withUnsafeBytes(of: highSeq) { Array($0) })
         }
-        // Records, in seq order, in chunks so memory stays flat.
+        // Records, in seq order, in chunks so memory stays flat. A block keeps its bytes when
+        // it loses no event and its dictionary is clean; otherwise what is left of it is
+        // compressed again, every event under its own seq.
         var chunk: [(UInt64, [UInt8])] = []
         var dropped: [UInt64] = []
+        var keptEvents = 0
         func flush() throws {
-            let (c, d) = (chunk, dropped)
+            let (c, d, k) = (chunk, dropped, keptEvents)
             try target.environment.write { tx in
                 for (seq, record) in c { try tx.put(target.events, key: seq.nativeKey, value: record, flags: .append) }
                 for seq in d { try tx.put(target.erased, key: seq.nativeKey, value: []) }
+                try target.addCounter(tx, "stat/events", k)
             }
             chunk.removeAll(keepingCapacity: true)
             dropped.removeAll(keepingCapacity: true)
+            keptEvents = 0
         }
-        try forEachRecord(chunk: 8192) { seq, record in
-            let (h, offset) = try RecordCodec.header(record)
-            var expired = false
-            if !plan.retention.isEmpty {
-                let e = try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: decompressor)
-                let limit = e.event.flatMap { plan.retention[$0] } ?? plan.retention[h.type.name]
-                if let limit, plan.now - h.timestamp > limit { expired = true }
+        try forEachRecord(chunk: 8192) { key, record in
+            let h = try RecordCodec.header(key: key, record)
+            var events: [Event] = []
+            var expired: Set<UInt64> = []
+            if !plan.retention.isEmpty || tainted.contains(h.dictionaryID) || h.entries.contains(where: { plan.dropSeqs.contains($0.seq) }) {
+                try RecordCodec.decode(key: key, record: record, dictionaries: dictionaries, decompressor: decompressor) { e in
+                    if let limit = e.event.flatMap({ plan.retention[$0] }) ?? plan.retention[e.type.name], plan.now - e.timestamp > limit {
+                        expired.insert(e.seq)
+                    }
+                    events.append(e)
+                    return true
+                }
             }
-            if plan.dropSeqs.contains(seq) || expired {
-                if expired { report.droppedExpired += 1 } else { report.droppedErased += 1 }
-                dropped.append(seq)
-            } else if tainted.contains(h.dictionaryID) {
-                // Recompress with the replacement (or no) dictionary; the seq stays.
-                let old = h.dictionaryID == 0 ? nil : dictionaries[h.dictionaryID]
-                let payload = try decompressor.decompress(magicless: UnsafeRawBufferPointer(rebasing: record[offset...]), dictionary: old)
-                let p = PreparedEvent(type: h.type, timestamp: h.timestamp, receivedAt: h.receivedAt, source: "", messageId: "",
-                                      payload: payload, inputBytes: 0)
-                chunk.append((seq, try RecordCodec.encode(p, dictionary: replacement, compressor: compressor)))
-                report.recompressed += 1
-                report.kept += 1
-            } else {
-                chunk.append((seq, Array(record)))
-                report.kept += 1
+            var kept: [Event] = []
+            for e in events {
+                if plan.dropSeqs.contains(e.seq) || expired.contains(e.seq) {
+                    if expired.contains(e.seq) { report.droppedExpired += 1 } else { report.droppedErased += 1 }
+                    dropped.append(e.seq)
+                } else {
+                    kept.append(e)
+                }
             }
-            if chunk.count + dropped.count >= 8192 { try flush() }
+            if events.isEmpty || (kept.count == events.count && !tainted.contains(h.dictionaryID)) {
+                chunk.append((key, Array(record)))
+                report.kept += h.entries.count
+                keptEvents += h.entries.count
+            } else if let first = kept.first {
+                // Recompress with the block's own dictionary, or the replacement of a tainted one.
+                let dict = tainted.contains(h.dictionaryID) ? replacement : (h.dictionaryID == 0 ? nil : dictionaries[h.dictionaryID])
+                chunk.append((first.seq, try RecordCodec.encode(kept, seqs: kept.map(\.seq), dictionary: dict, compressor: compressor)))
+                report.recompressed += kept.count
+                report.kept += kept.count
+                keptEvents += kept.count
+            }
+            if chunk.count + dropped.count >= 1024 { try flush() }
             return true
         }
         try flush()
@@ -124,14 +139,13 @@ extension EventLog {
         }
         // The messageId index, without the dropped seqs; dead letters; counters.
         let droppedSet = plan.dropSeqs
-        let retained = try target.environment.read { tx in try tx.stat(target.events).entries }
         try environment.read { tx in
             try target.environment.write { w in
                 for seq in previouslyErased { try w.put(target.erased, key: seq.nativeKey, value: []) }
                 for index in [messageIDs] + (recentMessageIDs.map { [$0] } ?? []) {  // both into the settled table
                     try tx.scan(index) { k, v in
                         let (hash, seq) = MessageIndex.decode(key: k, value: v)
-                        if !droppedSet.contains(seq), try w.get(target.events, key: seq.nativeKey) != nil {
+                        if !droppedSet.contains(seq), try target.withRecord(w, holding: seq, { _, _ in true }) != nil {
                             try w.put(target.messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
                         }
                         return true
@@ -155,7 +169,6 @@ extension EventLog {
                 }
             }
         }
-        _ = retained
         try target.sync()
         report.bytesAfter = target.environment.info.usedBytes
         return report

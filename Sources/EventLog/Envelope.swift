@@ -41,8 +41,12 @@ public struct PreparedEvent: Sendable {
     public let inputBytes: Int
     /// The key of (source, messageId) in the idempotency index.
     public let dedupeHash: UInt64
-    /// The encoded record, when `EventLog.seal` already compressed it off the writer thread.
+    /// The encoded block starting at this event, when `EventLog.seal` already compressed it
+    /// off the writer thread; it holds this event and the `sealedCount − 1` after it.
     public var record: [UInt8]?
+    /// Events in the sealed block starting here; 0 for one not sealed, −1 for one inside a
+    /// block that starts earlier.
+    public var sealedCount = 0
 
     public init(type: EventType, timestamp: Micros, receivedAt: Micros, source: String, messageId: String,
                 payload: [UInt8], inputBytes: Int) {

@@ -125,8 +125,14 @@ public final class EventLog: @unchecked Sendable {
         compressors = CompressorPool(level: options.compressionLevel)
         if !options.readOnly {
             try environment.write { tx in
-                if try tx.get(meta, key: Array("format".utf8)) == nil {
+                // A log of version-1 records takes blocks from now on and reads both.
+                if try tx.get(meta, key: Array("format".utf8)) != [RecordCodec.formatVersion] {
                     try tx.put(meta, key: Array("format".utf8), value: [RecordCodec.formatVersion])
+                }
+                // Logs from before blocks held one event a record: their count is the entries'.
+                if try tx.get(meta, key: Self.eventCountKey) == nil {
+                    let n = Int64(try tx.stat(events).entries)
+                    try tx.put(meta, key: Self.eventCountKey, value: withUnsafeBytes(of: n) { Array($0) })
                 }
             }
         }
@@ -153,15 +159,32 @@ public final class EventLog: @unchecked Sendable {
 
     // MARK: Appending
 
-    /// Compresses `items` into records on the calling thread, with the newest dictionary, so
+    static let eventCountKey = Array("stat/events".utf8)
+
+    /// Compresses `items` into blocks on the calling thread, with the newest dictionary, so
     /// the single writer only writes. Optional: `append` compresses what is not sealed.
     public func seal(_ items: inout [PreparedEvent]) throws {
         let dict = dictionaries.latest
-        try compressors.with { c in
-            for i in items.indices where items[i].record == nil {
-                items[i].record = try RecordCodec.encode(items[i], dictionary: dict, compressor: c)
-            }
+        try compressors.with { c in try Self.sealRuns(&items, dictionary: dict, compressor: c) }
+    }
+
+    /// Seals the runs of unsealed items, `RecordCodec.blockEvents` at a time.
+    private static func sealRuns(_ items: inout [PreparedEvent], dictionary: ZstdDictionary?, compressor: Compressor) throws {
+        var i = 0
+        while i < items.count {
+            if items[i].sealedCount > 0 { i += items[i].sealedCount; continue }
+            var end = i
+            while end < items.count, end - i < RecordCodec.blockEvents, items[end].sealedCount <= 0 { end += 1 }
+            try sealBlock(&items, i..<end, dictionary: dictionary, compressor: compressor)
+            i = end
         }
+    }
+
+    private static func sealBlock(_ items: inout [PreparedEvent], _ range: Range<Int>, dictionary: ZstdDictionary?,
+                                  compressor: Compressor) throws {
+        items[range.lowerBound].record = try RecordCodec.encode(items[range], dictionary: dictionary, compressor: compressor)
+        items[range.lowerBound].sealedCount = range.count
+        for j in range.dropFirst() { items[j].record = nil; items[j].sealedCount = -1 }
     }
 
     /// Appends `items` (skipping retries of a (source, messageId) already in the log) and
@@ -174,26 +197,25 @@ public final class EventLog: @unchecked Sendable {
         defer { writerLock.unlock() }
         try writer.maybeTrain(items, log: self)
         let dict = writer.current
-        // Encode what is not sealed yet, outside the transaction (and any retry after map growth).
-        var records: [[UInt8]?] = []  // only for what was not sealed
-        var payloadBytes = 0, recordBytes = 0
+        // Seal what is not sealed yet, outside the transaction (and any retry after map growth);
+        // blocks sealed before the first dictionary existed (an import's preparers run a commit
+        // or two ahead of the writer, which trains it) are compressed again with it, once.
+        var items = items
+        var payloadBytes = 0
         for n in items.indices {
             payloadBytes += items[n].payload.count
-            // Sealed before the first dictionary existed (an import's preparers run a commit or
-            // two ahead of the writer, which trains it): compressed again with it, once.
-            if let r = items[n].record, dict == nil || RecordCodec.dictionaryID(of: r) != 0 {
-                recordBytes += r.count
-            } else {
-                if records.isEmpty { records = Array(repeating: nil, count: items.count) }
-                let r = try RecordCodec.encode(items[n], dictionary: dict, compressor: writer.compressor)
-                recordBytes += r.count
-                records[n] = r
+            if items[n].sealedCount > 0, let r = items[n].record, dict != nil, RecordCodec.dictionaryID(of: r) == 0 {
+                try Self.sealBlock(&items, n..<n + items[n].sealedCount, dictionary: dict, compressor: writer.compressor)
             }
         }
+        try Self.sealRuns(&items, dictionary: dict, compressor: writer.compressor)
+        var recordBytes = 0
+        for n in items.indices where items[n].sealedCount > 0 { recordBytes += items[n].record!.count }
+        let deadRecords = deadLetters.map(DeadLetterCodec.encode)
         let outcomes: [AppendOutcome] = try environment.write { tx in
             // After compaction dropped the newest records, seqs still never repeat.
             let floor = try tx.withValue(meta, key: Array("high_seq".utf8)) { $0.loadUnaligned(as: UInt64.self) } ?? 0
-            var next = max(try Self.lastKey(tx, events), floor) + 1
+            var next = max(try lastStoredSeq(tx), floor) + 1
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(items.count)
             // Dedupe hash → the first item appended in this batch with it; a second, different
@@ -202,34 +224,49 @@ public final class EventLog: @unchecked Sendable {
             inBatch.reserveCapacity(items.count)
             var collided: [UInt64: [Int]] = [:]
             var appendedInput = 0, appendedRecord = 0, appendedCount = 0
-            for n in items.indices {
-                let hash = items[n].dedupeHash
-                if let first = inBatch[hash] {
-                    let same = { (m: Int) in items[m].messageId == items[n].messageId && items[m].source == items[n].source }
-                    if let earlier = same(first) ? first : collided[hash]?.first(where: same) {
-                        outcomes.append(.duplicate(outcomes[earlier].seq))
+            var start = 0
+            while start < items.count {
+                let count = items[start].sealedCount
+                // Which of the block's events are new: a retry keeps its original seq.
+                var kept: [Int] = []
+                kept.reserveCapacity(count)
+                for n in start..<start + count {
+                    let hash = items[n].dedupeHash
+                    if let first = inBatch[hash] {
+                        let same = { (m: Int) in items[m].messageId == items[n].messageId && items[m].source == items[n].source }
+                        if let earlier = same(first) ? first : collided[hash]?.first(where: same) {
+                            outcomes.append(.duplicate(outcomes[earlier].seq))
+                            continue
+                        }
+                    }
+                    if let seq = try findMessage(tx, hash: hash, source: items[n].source, messageId: items[n].messageId) {
+                        outcomes.append(.duplicate(seq))
                         continue
                     }
+                    if inBatch[hash] == nil { inBatch[hash] = n } else { collided[hash, default: []].append(n) }
+                    outcomes.append(.appended(next + UInt64(kept.count)))
+                    kept.append(n)
                 }
-                if let seq = try findMessage(tx, hash: hash, source: items[n].source, messageId: items[n].messageId) {
-                    outcomes.append(.duplicate(seq))
-                    continue
+                if !kept.isEmpty {
+                    // The block as sealed, or — when it held retries — one of the new events alone.
+                    let record = kept.count == count ? items[start].record!
+                        : try RecordCodec.encode(kept.map { items[$0] }, dictionary: dict, compressor: writer.compressor)
+                    try tx.put(events, key: next.nativeKey, value: record, flags: .append)
+                    for n in kept {
+                        let hash = items[n].dedupeHash
+                        try tx.put(recentMessageIDs ?? messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: next))
+                        next += 1
+                        appendedInput += items[n].inputBytes
+                    }
+                    appendedRecord += record.count
+                    appendedCount += kept.count
                 }
-                let seq = next
-                next += 1
-                let record = (records.isEmpty ? nil : records[n]) ?? items[n].record!
-                try tx.put(events, key: seq.nativeKey, value: record, flags: .append)
-                try tx.put(recentMessageIDs ?? messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
-                if inBatch[hash] == nil { inBatch[hash] = n } else { collided[hash, default: []].append(n) }
-                appendedInput += items[n].inputBytes
-                appendedRecord += record.count
-                appendedCount += 1
-                outcomes.append(.appended(seq))
+                start += count
             }
-            if !deadLetters.isEmpty {
+            if !deadRecords.isEmpty {
                 var id = try Self.lastKey(tx, rejected) + 1
-                for d in deadLetters {
-                    try tx.put(rejected, key: id.nativeKey, value: DeadLetterCodec.encode(d), flags: .append)
+                for d in deadRecords {
+                    try tx.put(rejected, key: id.nativeKey, value: d, flags: .append)
                     id += 1
                 }
             }
@@ -238,6 +275,7 @@ public final class EventLog: @unchecked Sendable {
                 try addCounter(tx, "stat/input_bytes", appendedInput)
                 try addCounter(tx, "stat/record_bytes", appendedRecord)
             }
+            if appendedCount > 0 { try addCounter(tx, "stat/events", appendedCount) }
             return outcomes
         }
         writer.observe(events: items.count, payloadBytes: payloadBytes, recordBytes: recordBytes)
@@ -316,9 +354,7 @@ public final class EventLog: @unchecked Sendable {
         // A hash hit: confirm on the record itself (hash collisions are possible, if rare).
         let decompressor = Decompressor()
         for seq in candidates {
-            let event = try tx.withValue(events, key: seq.nativeKey) { record in
-                try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: decompressor)
-            }
+            let event = try event(tx, seq: seq, decompressor: decompressor)
             if let event, event.messageId == messageId, event.source == source { return seq }
         }
         return nil
@@ -346,7 +382,7 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
-    private func addCounter(_ tx: borrowing WriteTransaction, _ name: String, _ delta: Int) throws {
+    func addCounter(_ tx: borrowing WriteTransaction, _ name: String, _ delta: Int) throws {
         let key = Array(name.utf8)
         let old = try tx.withValue(meta, key: key) { $0.loadUnaligned(as: Int64.self) } ?? 0
         try tx.put(meta, key: key, value: withUnsafeBytes(of: old + Int64(delta)) { Array($0) })
@@ -363,21 +399,44 @@ public final class EventLog: @unchecked Sendable {
         try tx.withCursor(db) { c in try c.last().map { UInt64(nativeKey: $0.key) } ?? 0 }
     }
 
+    /// The highest seq stored (0 when none): the last block's last.
+    func lastStoredSeq(_ tx: borrowing some TransactionReading & ~Copyable) throws -> UInt64 {
+        try tx.withCursor(events) { c in
+            guard let (k, v) = try c.last() else { return 0 }
+            return try RecordCodec.lastSeq(key: UInt64(nativeKey: k), v)
+        }
+    }
+
+    /// Calls `body` with the record holding `seq` (its key and bytes), or returns nil when the
+    /// log holds no such seq.
+    func withRecord<T>(_ tx: borrowing some TransactionReading & ~Copyable, holding seq: UInt64,
+                       _ body: (UInt64, UnsafeRawBufferPointer) throws -> T) throws -> T? {
+        try tx.withCursor(events) { c in
+            guard let (k, v) = try c.seekAtOrBefore(seq.nativeKey) else { return nil }
+            let key = UInt64(nativeKey: k)
+            guard try RecordCodec.holds(seq, key: key, v) else { return nil }
+            return try body(key, v)
+        }
+    }
+
+    /// The event at `seq`, read in `tx`.
+    func event(_ tx: borrowing some TransactionReading & ~Copyable, seq: UInt64, decompressor: Decompressor) throws -> Event? {
+        try withRecord(tx, holding: seq) { key, record in
+            try RecordCodec.decode(seq: seq, key: key, record: record, dictionaries: dictionaries, decompressor: decompressor)
+        } ?? nil
+    }
+
     // MARK: Reading
 
     /// The highest seq in the log (0 when empty).
     public var lastSeq: UInt64 {
-        (try? environment.read { tx in try Self.lastKey(tx, events) }) ?? 0
+        (try? environment.read { tx in try lastStoredSeq(tx) }) ?? 0
     }
 
     /// The event at `seq`, or nil when there is none.
     public func event(seq: UInt64) throws -> Event? {
         let d = Decompressor()
-        return try environment.read { tx in
-            try tx.withValue(events, key: seq.nativeKey) { r in
-                try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
-            }
-        }
+        return try environment.read { tx in try event(tx, seq: seq, decompressor: d) }
     }
 
     /// Visits the events at `seqs` (best in ascending order), skipping seqs the log no longer
@@ -389,10 +448,20 @@ public final class EventLog: @unchecked Sendable {
             let end = seqs.index(i, offsetBy: chunk, limitedBy: seqs.endIndex) ?? seqs.endIndex
             var found: [Event] = []
             try environment.read { tx in
+                // Seqs in one block (ascending ones often are) decompress it once.
+                var block: (first: UInt64, events: [Event])?
                 for seq in seqs[i..<end] {
-                    if let e = try tx.withValue(events, key: seq.nativeKey, { r in
-                        try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
-                    }) { found.append(e) }
+                    if let b = block, b.first <= seq, let last = b.events.last, seq <= last.seq {
+                        if let e = b.events.first(where: { $0.seq == seq }) { found.append(e) }
+                        continue
+                    }
+                    block = nil
+                    try withRecord(tx, holding: seq) { key, record in
+                        var all: [Event] = []
+                        try RecordCodec.decode(key: key, record: record, dictionaries: dictionaries, decompressor: d) { all.append($0); return true }
+                        block = (key, all)
+                    }
+                    if let e = block?.events.first(where: { $0.seq == seq }) { found.append(e) }
                 }
             }
             for e in found { try body(e) }
@@ -416,12 +485,16 @@ public final class EventLog: @unchecked Sendable {
     public func forEach(from: UInt64 = 1, through: UInt64 = .max, chunk: Int = 4096,
                         _ body: (Event) throws -> Bool) throws {
         let d = Decompressor()
-        try forEachRecord(from: from, through: through, chunk: chunk) { seq, record in
-            try body(try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: d))
+        try forEachRecord(from: from, through: through, chunk: chunk) { key, record in
+            try RecordCodec.decode(key: key, record: record, wanted: max(from, 1)...through, dictionaries: dictionaries,
+                                   decompressor: d, body)
         }
     }
 
-    /// Visits raw records (seq, bytes valid only during the call) in order.
+    /// Visits the raw records (blocks) holding seqs `from`…`through` in order — the first may
+    /// start before `from`, the last end after `through` — as (key, bytes valid only during
+    /// the call). Reads about `chunk` events at a time, each chunk in one short read
+    /// transaction, so a long scan never pins old pages while writers go on.
     public func forEachRecord(from: UInt64 = 1, through: UInt64 = .max, chunk: Int = 4096,
                               _ body: (UInt64, UnsafeRawBufferPointer) throws -> Bool) throws {
         var next = max(from, 1)
@@ -429,13 +502,21 @@ public final class EventLog: @unchecked Sendable {
         while !done && next <= through {
             var seen = 0
             try environment.read { tx in
-                try tx.scan(events, from: next.nativeKey) { k, v in
-                    let seq = UInt64(nativeKey: k)
-                    if seq > through { done = true; return false }
-                    if try !body(seq, v) { done = true; return false }
-                    next = seq + 1
-                    seen += 1
-                    return seen < chunk
+                try tx.withCursor(events) { c in
+                    // The block holding `next` starts at or before it.
+                    var entry = try c.seekAtOrBefore(next.nativeKey)
+                    if let (k, v) = entry, try RecordCodec.lastSeq(key: UInt64(nativeKey: k), v) < next { entry = try c.next() }
+                    if entry == nil { entry = try c.seek(next.nativeKey) }
+                    while let (k, v) = entry {
+                        let key = UInt64(nativeKey: k)
+                        if key > through { done = true; return }
+                        let last = try RecordCodec.lastSeq(key: key, v)
+                        if try !body(key, v) { done = true; return }
+                        next = last + 1
+                        seen += Int(last - key + 1)
+                        if seen >= chunk { return }
+                        entry = try c.next()
+                    }
                 }
             }
             if seen == 0 { break }
@@ -448,9 +529,7 @@ public final class EventLog: @unchecked Sendable {
         let d = Decompressor()
         return try environment.read { tx in
             for seq in try messageCandidates(tx, hash: hash) {
-                let ev = try tx.withValue(events, key: seq.nativeKey) { r in
-                    try RecordCodec.decode(seq: seq, record: r, dictionaries: dictionaries, decompressor: d)
-                }
+                let ev = try event(tx, seq: seq, decompressor: d)
                 if let ev, ev.messageId == messageId, ev.source == source { return seq }
             }
             return nil

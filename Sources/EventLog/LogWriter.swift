@@ -68,27 +68,37 @@ final class LogWriter {
 }
 
 /// Binary form of a dead letter: version, time, source, code, reason, raw bytes.
+/// A dead letter's stored form: version, time, source, code, reason, and the raw bytes —
+/// version 2 keeps them as a zstd frame (rejected bodies are mostly large and repetitive:
+/// oversized messages, whole malformed requests), version 1 (still read) as they came.
 enum DeadLetterCodec {
+    /// Raw inputs shorter than this are stored as they are: a frame would not pay.
+    static let compressFrom = 256
+
     static func encode(_ d: DeadLetter) -> [UInt8] {
-        var out: [UInt8] = [1]
+        let packed = d.raw.count >= compressFrom ? (try? Zstd.compress(d.raw)).flatMap { $0.count < d.raw.count ? $0 : nil } : nil
+        var out: [UInt8] = [packed == nil ? 1 : 2]
         Varint.writeSigned(d.time, to: &out)
         for s in [d.source, d.code, d.reason] {
             Varint.write(UInt64(s.utf8.count), to: &out)
             out.append(contentsOf: s.utf8)
         }
-        Varint.write(UInt64(d.raw.count), to: &out)
-        out.append(contentsOf: d.raw)
+        let raw = packed ?? d.raw
+        Varint.write(UInt64(raw.count), to: &out)
+        out.append(contentsOf: raw)
         return out
     }
 
     static func decode(_ v: UnsafeRawBufferPointer) throws -> DeadLetter {
         try v.withMemoryRebound(to: UInt8.self) { b in
             var r = BinaryReader(b)
-            guard try r.byte() == 1 else { throw CorruptRecord(reason: "unknown dead-letter version") }
+            let version = try r.byte()
+            guard version == 1 || version == 2 else { throw CorruptRecord(reason: "unknown dead-letter version \(version)") }
             let time = try r.signedVarint()
             let source = try r.string(), code = try r.string(), reason = try r.string()
             let n = Int(try r.varint())
-            let raw = Array(try r.bytes(n))
+            let stored = Array(try r.bytes(n))
+            let raw = version == 2 ? try Zstd.decompress(stored) : stored
             return DeadLetter(time: time, source: source, code: code, reason: reason, raw: raw)
         }
     }

@@ -45,18 +45,33 @@ extension EventLog {
             return out
         }
         report.erased = gaps.count
-        try forEachRecord(chunk: 8192) { seq, record in
-            while expected < seq, gaps.contains(expected) { expected += 1 }
-            if seq != expected { problem("seq gap: expected \(expected), found \(seq)") }
-            expected = seq + 1
-            report.events += 1
-            report.lastSeq = seq
+        try forEachRecord(chunk: 8192) { key, record in
+            let seqs: [UInt64]
             do {
-                let e = try RecordCodec.decode(seq: seq, record: record, dictionaries: dictionaries, decompressor: d)
-                _ = try JSON.decodeBinary(e.payload)  // the body is well-formed, not just checksummed
-                hashes[StableHash.fnv1a(e.source, e.messageId), default: []].append(seq)
+                seqs = try RecordCodec.header(key: key, record).entries.map(\.seq)
             } catch {
-                problem("seq \(seq): \(error)")
+                problem("record \(key): \(error)")
+                expected = key + 1
+                return true
+            }
+            for seq in seqs {
+                while expected < seq, gaps.contains(expected) { expected += 1 }
+                if seq != expected { problem("seq gap: expected \(expected), found \(seq)") }
+                expected = seq + 1
+                report.events += 1
+                report.lastSeq = seq
+            }
+            do {
+                var decoded = 0
+                try RecordCodec.decode(key: key, record: record, dictionaries: dictionaries, decompressor: d) { e in
+                    _ = try JSON.decodeBinary(e.payload)  // the body is well-formed, not just checksummed
+                    hashes[StableHash.fnv1a(e.source, e.messageId), default: []].append(e.seq)
+                    decoded += 1
+                    return true
+                }
+                if decoded != seqs.count { problem("record \(key): \(decoded) of \(seqs.count) events decode") }
+            } catch {
+                problem("record \(key) (seqs \(seqs.first ?? key)…\(seqs.last ?? key)): \(error)")
             }
             return true
         }
@@ -75,6 +90,10 @@ extension EventLog {
                 }
             }
             report.deadLetters = try tx.stat(rejected).entries
+            if let counted = try tx.withValue(meta, key: Self.eventCountKey, { $0.loadUnaligned(as: Int64.self) }),
+               counted != Int64(report.events) {
+                problem("the event counter says \(counted) events, the records hold \(report.events)")
+            }
         }
         for (_, seqs) in hashes.prefix(maxProblems) { for s in seqs { problem("record \(s) is missing from message_ids") } }
         return report
@@ -84,7 +103,8 @@ extension EventLog {
     public func stats() throws -> LogStats {
         let info = environment.info
         let (count, rejectedCount, payload, records) = try environment.read { tx in
-            let c = try tx.stat(events).entries
+            let c = try tx.withValue(meta, key: Self.eventCountKey) { $0.loadUnaligned(as: Int64.self) }.map(Int.init)
+                ?? tx.stat(events).entries  // a log from before blocks, opened read-only
             let r = try tx.stat(rejected).entries
             let input = try tx.withValue(meta, key: Array("stat/input_bytes".utf8)) { $0.loadUnaligned(as: Int64.self) } ?? 0
             let stored = try tx.withValue(meta, key: Array("stat/record_bytes".utf8)) { $0.loadUnaligned(as: Int64.self) } ?? 0

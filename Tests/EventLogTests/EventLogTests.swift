@@ -1,34 +1,157 @@
-import EventLog
+@testable import EventLog
 import Foundation
 import JSONCore
 import LMDB
 import Testing
 
 @Suite struct RecordFormat {
-    @Test func roundTripsEveryField() throws {
-        let p = try prepared(track("m1"), receivedAt: 1_740_830_500_000_000)
-        let c = Compressor()
-        let record = try RecordCodec.encode(p, dictionary: nil, compressor: c)
-        let e = try record.withUnsafeBytes {
-            try RecordCodec.decode(seq: 7, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor())
+    @Test func aBlockRoundTripsEveryFieldOfEveryEvent() throws {
+        let ps = [
+            try prepared(track("m1"), receivedAt: 1_740_830_500_000_000),
+            try prepared(track("m2", event: "Order Completed", at: "2024-12-31T23:59:59.123456Z",
+                               properties: ["order_id": "o1", "revenue": 42.5]), receivedAt: 1_740_830_500_000_001),
+            try prepared(["type": "identify", "messageId": "m3", "userId": "u9", "traits": ["email": "a@b.co"],
+                          "timestamp": "2025-03-01T12:00:00Z"], receivedAt: 1_740_830_400_000_000),
+        ]
+        let record = try RecordCodec.encode(ps, dictionary: nil, compressor: Compressor())
+        let (header, events) = try record.withUnsafeBytes { r in
+            var out: [Event] = []
+            try RecordCodec.decode(key: 7, record: r, dictionaries: DictionarySet(), decompressor: Decompressor()) { out.append($0); return true }
+            return (try RecordCodec.header(key: 7, r), out)
         }
-        #expect(e.seq == 7)
-        #expect(e.type == .track)
-        #expect(e.timestamp == p.timestamp)
-        #expect(e.receivedAt == 1_740_830_500_000_000)
-        #expect(e.event == "Product Viewed")
-        #expect(e.messageId == "m1")
-        #expect(e.properties?["price"] == .double(19.99))
-        #expect(e.channel == "web")
+        #expect(header.version == 2)
+        #expect(header.entries.map(\.seq) == [7, 8, 9])
+        #expect(header.lastSeq == 9)
+        #expect(events.map(\.seq) == [7, 8, 9])
+        #expect(events.map(\.type) == [.track, .track, .identify])
+        #expect(events.map(\.timestamp) == ps.map(\.timestamp))
+        #expect(events.map(\.receivedAt) == [1_740_830_500_000_000, 1_740_830_500_000_001, 1_740_830_400_000_000])
+        #expect(events.map(\.payload) == ps.map(\.payload))
+        #expect(events[0].event == "Product Viewed")
+        #expect(events[0].properties?["price"] == .double(19.99))
+        #expect(events[1].properties?["revenue"] == .double(42.5))
+        #expect(events[2].traits?["email"] == .string("a@b.co"))
+        #expect(events.map(\.messageId) == ["m1", "m2", "m3"])
+        #expect(events[0].channel == "web")
+        // One event alone, without handing out the others.
+        let middle = try record.withUnsafeBytes {
+            try RecordCodec.decode(seq: 8, key: 7, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor())
+        }
+        #expect(middle?.messageId == "m2")
+        let outside = try record.withUnsafeBytes {
+            try RecordCodec.decode(seq: 10, key: 7, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor())
+        }
+        #expect(outside == nil)
+    }
+
+    @Test func aBlockWithGapsKeepsEverySeq() throws {
+        let ps = try (1...3).map { try prepared(track("m\($0)")) }
+        let record = try RecordCodec.encode(ps, seqs: [7, 9, 12], dictionary: nil, compressor: Compressor())
+        try record.withUnsafeBytes { r in
+            #expect(try RecordCodec.lastSeq(key: 7, r) == 12)
+            var seqs: [UInt64] = []
+            try RecordCodec.decode(key: 7, record: r, dictionaries: DictionarySet(), decompressor: Decompressor()) { seqs.append($0.seq); return true }
+            #expect(seqs == [7, 9, 12])
+            #expect(try RecordCodec.decode(seq: 9, key: 7, record: r, dictionaries: DictionarySet(), decompressor: Decompressor())?.messageId == "m2")
+            #expect(try RecordCodec.decode(seq: 8, key: 7, record: r, dictionaries: DictionarySet(), decompressor: Decompressor()) == nil)
+        }
+    }
+
+    /// Logs written before blocks hold one event a record (version 1); they stay readable.
+    @Test func readsVersionOneRecords() throws {
+        let p = try prepared(track("m1"), receivedAt: 1_740_830_500_000_000)
+        var record: [UInt8] = [1, 0, p.type.rawValue, 0]
+        Varint.writeSigned(p.receivedAt, to: &record)
+        Varint.writeSigned(p.timestamp - p.receivedAt, to: &record)
+        let frame = record.count
+        try Compressor().compress(p.payload, dictionary: nil, into: &record)
+        record.removeSubrange(frame..<frame + 4)
+        let e = try record.withUnsafeBytes { r in
+            #expect(try RecordCodec.lastSeq(key: 5, r) == 5)
+            return try RecordCodec.decode(seq: 5, key: 5, record: r, dictionaries: DictionarySet(), decompressor: Decompressor())
+        }
+        #expect(e?.seq == 5)
+        #expect(e?.timestamp == p.timestamp)
+        #expect(e?.receivedAt == p.receivedAt)
+        #expect(e?.payload == p.payload)
     }
 
     @Test func aFlippedByteFailsTheChecksum() throws {
-        let p = try prepared(track("m1"))
-        var record = try RecordCodec.encode(p, dictionary: nil, compressor: Compressor())
+        let ps = try (1...4).map { try prepared(track("m\($0)")) }
+        var record = try RecordCodec.encode(ps, dictionary: nil, compressor: Compressor())
         record[record.count - 6] ^= 0x40
         #expect(throws: (any Error).self) {
-            try record.withUnsafeBytes { try RecordCodec.decode(seq: 1, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor()) }
+            try record.withUnsafeBytes { try RecordCodec.decode(key: 1, record: $0, dictionaries: DictionarySet(), decompressor: Decompressor()) { _ in true } }
         }
+    }
+}
+
+@Suite struct DeadLetterStorage {
+    /// Large rejected inputs are kept compressed, and come back byte for byte.
+    @Test func largeRawInputsAreStoredCompressedAndReadBackExactly() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        let big = Array(String(repeating: #"{"type":"track","event":"x","properties":{"blob":"abcdefgh"}},"#, count: 600).utf8)
+        let small: [UInt8] = Array("{not json".utf8)
+        try log.reject([DeadLetter(time: 1, source: "web", code: "too_large", reason: "message is big", raw: big),
+                        DeadLetter(time: 2, source: "web", code: "malformed", reason: "bad", raw: small)])
+        let back = try log.deadLetters()
+        #expect(back.map(\.raw) == [big, small])
+        #expect(back.map(\.reason) == ["message is big", "bad"])
+        let stored = try log.environment.read { tx in
+            var sizes: [Int] = []
+            try tx.scan(log.rejected) { _, v in sizes.append(v.count); return true }
+            return sizes
+        }
+        #expect(stored[0] < big.count / 4)
+        #expect(stored[1] > small.count)
+    }
+}
+
+/// Events are stored sixteen to a record; every way of reading them sees single events.
+@Suite struct Blocks {
+    @Test func everyReadPathFindsEverySeqAcrossBlocks() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        for size in [1, 37, 5, 16, 100] {  // commits of several sizes: partial and full blocks
+            let base = Int(log.lastSeq)
+            try log.append(try (1...size).map { try prepared(track("m\(base + $0)")) })
+        }
+        #expect(log.lastSeq == 159)
+        let records = try log.environment.read { tx in try tx.stat(log.events).entries }
+        #expect(records == 1 + 3 + 1 + 1 + 7, "blocks of at most 16 events, never across commits")
+        #expect(try log.stats().events == 159)
+        for seq in [1, 2, 17, 38, 39, 43, 58, 59, 60, 159] as [UInt64] {
+            #expect(try log.event(seq: seq)?.messageId == "m\(seq)")
+        }
+        #expect(try log.event(seq: 160) == nil)
+        #expect(try log.events(from: 20, limit: 30).map(\.seq) == Array(20...49))
+        var seen: [UInt64] = []
+        try log.forEach(from: 40, through: 61, chunk: 7) { seen.append($0.seq); return true }
+        #expect(seen == Array(40...61))
+        seen = []
+        try log.forEach(seqs: [3, 4, 18, 90, 91, 158, 200]) { seen.append($0.seq) }
+        #expect(seen == [3, 4, 18, 90, 91, 158])
+        #expect(try log.seq(source: "web", messageId: "m77") == 77)
+        let report = try log.verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.events == 159)
+    }
+
+    /// A retry inside a sealed block is left out of it; the new events around it keep dense seqs.
+    @Test func aRetryInsideASealedBlockIsLeftOut() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        try log.append([try prepared(track("old"))])
+        var batch = try ["a", "old", "b", "a", "c"].map { try prepared(track($0)) }
+        try log.seal(&batch)
+        #expect(batch[0].sealedCount == 5)
+        let out = try log.append(batch)
+        #expect(out == [.appended(2), .duplicate(1), .appended(3), .duplicate(2), .appended(4)])
+        #expect(try log.events(from: 1, limit: 10).map(\.messageId) == ["old", "a", "b", "c"])
+        #expect(try log.stats().events == 4)
+        let report = try log.verify()
+        #expect(report.ok, "\(report.problems)")
     }
 }
 

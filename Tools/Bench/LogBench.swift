@@ -57,26 +57,22 @@ struct LogBench: ParsableCommand {
         }
         let treeRate = Double(n) / treeSeconds
 
-        // 3. Raw LMDB limit: the same encoded records appended with MDB_APPEND, no parsing.
-        var records: [[UInt8]] = []
-        records.reserveCapacity(n)
-        try log.forEachRecord(chunk: 16384) { _, r in records.append(Array(r)); return true }
+        // 3. Raw LMDB limit: the same encoded records (blocks) appended under their keys with
+        //    MDB_APPEND, no parsing.
+        var records: [(UInt64, [UInt8])] = []
+        try log.forEachRecord(chunk: 16384) { key, r in records.append((key, Array(r))); return true }
         let raw = try Environment(path: scratch + "/raw", options: EnvironmentOptions(mapSize: 1 << 30))
         let rawDB = try raw.openDatabase("events", flags: .integerKey)
         let (_, rawSeconds) = try timed {
-            var seq: UInt64 = 1
             for chunk in stride(from: 0, to: records.count, by: 4096) {
                 try raw.write { tx in
-                    var s = seq
-                    for r in records[chunk..<min(chunk + 4096, records.count)] {
-                        try tx.put(rawDB, key: s.nativeKey, value: r, flags: .append)
-                        s += 1
+                    for (key, r) in records[chunk..<min(chunk + 4096, records.count)] {
+                        try tx.put(rawDB, key: key.nativeKey, value: r, flags: .append)
                     }
                 }
-                seq += UInt64(min(4096, records.count - chunk))
             }
         }
-        let rawRate = Double(records.count) / rawSeconds
+        let rawRate = Double(n) / rawSeconds
         records = []
 
         // 4. PostgreSQL: COPY of the same (valid, de-duplicated) events into jsonb with a
