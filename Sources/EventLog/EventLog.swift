@@ -439,8 +439,9 @@ public final class EventLog: @unchecked Sendable {
         return try environment.read { tx in try event(tx, seq: seq, decompressor: d) }
     }
 
-    /// Visits the events at `seqs` (best in ascending order), skipping seqs the log no longer
-    /// holds (compacted away). Reads in chunks of `chunk`, each in one short read transaction.
+    /// Visits the events at `seqs` in the order given, skipping seqs the log no longer holds
+    /// (compacted away). Seqs of one block next to each other (ascending or descending)
+    /// decompress it once. Reads in chunks of `chunk`, each in one short read transaction.
     public func forEach(seqs: some Collection<UInt64>, chunk: Int = 4096, _ body: (Event) throws -> Void) throws {
         let d = Decompressor()
         var i = seqs.startIndex

@@ -38,8 +38,9 @@ extension LiveViews {
               let seqs = try reader.timeline(id, limit: Int.max) else { return nil }
         var events: [JSON] = []
         var consent: [JSON] = []
-        for seq in seqs.reversed() {
-            guard let e = try log.event(seq: seq) else { continue }  // removed by retention
+        // Oldest first; seqs removed by retention are skipped.
+        try log.forEach(seqs: seqs.reversed()) { e in
+            let seq = e.seq
             events.append(e.exportJSON)
             let v = e.view
             var purposes: JSONView?

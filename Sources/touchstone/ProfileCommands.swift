@@ -65,7 +65,9 @@ struct ProfileCommand: ParsableCommand {
         }
         if events {
             let seqs = try reader.timeline(identifier, limit: limit) ?? []
-            profile["events"] = .array(try seqs.compactMap { try log.event(seq: $0)?.exportJSON })
+            var found: [JSON] = []
+            try log.forEach(seqs: seqs) { found.append($0.exportJSON) }
+            profile["events"] = .array(found)
         }
         print(profile.prettyJSON)
     }

@@ -51,9 +51,7 @@ public struct ProfileRoutes: Sendable {
             let reader = views.profiles
             guard let pid = try reader.profileID(id), let seqs = try reader.timeline(id, before: before, limit: limit) else { throw Self.notFound(id) }
             var events: [JSON] = []
-            for seq in seqs {
-                if let e = try log.event(seq: seq) { events.append(e.exportJSON) }
-            }
+            try log.forEach(seqs: seqs) { events.append($0.exportJSON) }  // a block decompressed once for its events
             let next: JSON = seqs.count == limit ? .int(Int64(seqs.last!)) : .null
             return Response.json(["profile_id": .string(pid), "events": .array(events), "next_before": next])
         }
