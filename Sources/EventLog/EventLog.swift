@@ -180,6 +180,21 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
+    /// Marks unsealed the events of blocks that `items` holds only part of (a caller sliced
+    /// an array through a block), so they are sealed again whole.
+    static func unsealBrokenBlocks(_ items: inout [PreparedEvent]) {
+        var i = 0
+        while i < items.count {
+            let count = items[i].sealedCount
+            if count > 0, i + count <= items.count, items[i + 1 ..< i + count].allSatisfy({ $0.sealedCount == -1 }) {
+                i += count
+                continue
+            }
+            if count != 0 { items[i].record = nil; items[i].sealedCount = 0 }
+            i += 1
+        }
+    }
+
     private static func sealBlock(_ items: inout [PreparedEvent], _ range: Range<Int>, dictionary: ZstdDictionary?,
                                   compressor: Compressor) throws {
         items[range.lowerBound].record = try RecordCodec.encode(items[range], dictionary: dictionary, compressor: compressor)
@@ -201,6 +216,7 @@ public final class EventLog: @unchecked Sendable {
         // blocks sealed before the first dictionary existed (an import's preparers run a commit
         // or two ahead of the writer, which trains it) are compressed again with it, once.
         var items = items
+        Self.unsealBrokenBlocks(&items)
         var payloadBytes = 0
         for n in items.indices {
             payloadBytes += items[n].payload.count

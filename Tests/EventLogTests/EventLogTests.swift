@@ -138,6 +138,20 @@ import Testing
         #expect(report.events == 159)
     }
 
+    /// Arrays sliced through sealed blocks are appended whole: the cut blocks are sealed again.
+    @Test func slicesThroughSealedBlocksAreSealedAgain() throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        var all = try (1...40).map { try prepared(track("m\($0)")) }
+        try log.seal(&all)  // blocks 0..<16, 16..<32, 32..<40
+        #expect(all.map(\.sealedCount).filter { $0 > 0 } == [16, 16, 8])
+        for range in [0..<10, 10..<20, 20..<40] { try log.append(Array(all[range])) }
+        #expect(try log.events(from: 1, limit: 100).map(\.messageId) == (1...40).map { "m\($0)" })
+        let report = try log.verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.events == 40)
+    }
+
     /// A retry inside a sealed block is left out of it; the new events around it keep dense seqs.
     @Test func aRetryInsideASealedBlockIsLeftOut() throws {
         let dir = TempDir()
