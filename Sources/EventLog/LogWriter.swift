@@ -67,7 +67,6 @@ final class LogWriter {
     }
 }
 
-/// Binary form of a dead letter: version, time, source, code, reason, raw bytes.
 /// A dead letter's stored form: version, time, source, code, reason, and the raw bytes —
 /// version 2 keeps them as a zstd frame (rejected bodies are mostly large and repetitive:
 /// oversized messages, whole malformed requests), version 1 (still read) as they came.
