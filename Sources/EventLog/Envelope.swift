@@ -39,6 +39,8 @@ public struct PreparedEvent: Sendable {
     public let payload: [UInt8]
     /// The message's size as the client sent it, for the compression figures.
     public let inputBytes: Int
+    /// The channel the event is stored with (`context.channel`, else the source's).
+    public let channel: String
     /// The key of (source, messageId) in the idempotency index.
     public let dedupeHash: UInt64
     /// The encoded block starting at this event, when `EventLog.seal` already compressed it
@@ -49,8 +51,9 @@ public struct PreparedEvent: Sendable {
     public var sealedCount = 0
 
     public init(type: EventType, timestamp: Micros, receivedAt: Micros, source: String, messageId: String,
-                payload: [UInt8], inputBytes: Int) {
+                payload: [UInt8], inputBytes: Int, channel: String = "") {
         self.inputBytes = inputBytes
+        self.channel = channel
         self.dedupeHash = StableHash.fnv1a(source, messageId)
         self.type = type
         self.timestamp = timestamp
@@ -173,7 +176,7 @@ public struct EnvelopeBuilder: Sendable {
         body.append(key: "source", string: source.name)
         body.append(key: "channel", string: channel)
         return .success(PreparedEvent(type: type, timestamp: eventTime, receivedAt: receivedAt, source: source.name,
-                                      messageId: messageId, payload: body.finish(), inputBytes: size))
+                                      messageId: messageId, payload: body.finish(), inputBytes: size, channel: channel))
     }
 
     private enum KeyRole { case owned, timestamp, messageId, other }

@@ -181,3 +181,32 @@ struct BatchSizeTests {
         }
     }
 }
+
+struct CredentialsTests {
+    @Test func basicDecodingAgreesWithFoundation() {
+        var rng = SystemRandomNumberGenerator()
+        for length in 0..<40 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = Data(bytes).base64EncodedString()
+            #expect(Base64.decode(text) == bytes, "\(text)")
+        }
+        // Not base64 — what Foundation refuses, refused alike.
+        for bad in ["abc", "a===", "ab c", "YWJj\n", "Y*Jj", "YQ==YQ=="] {
+            #expect(Base64.decode(bad) == nil, "\(bad)")
+            #expect(Data(base64Encoded: bad) == nil, "Foundation accepts \(bad)")
+        }
+        // Padding anywhere but the end, which Foundation on Linux lets through, is refused too.
+        for bad in ["ab=c", "===="] { #expect(Base64.decode(bad) == nil, "\(bad)") }
+    }
+
+    @Test func theWriteKeyIsTheBasicUsername() {
+        let header = "Basic " + Data("wk_abc:".utf8).base64EncodedString()
+        #expect(Credentials(header: header) == .basic(username: "wk_abc", password: ""))
+        #expect(Credentials(header: "basic " + Data("k:p:q".utf8).base64EncodedString()) == .basic(username: "k", password: "p:q"))
+        #expect(Credentials(header: "Basic " + Data("nocolon".utf8).base64EncodedString()) == .basic(username: "nocolon", password: ""))
+        #expect(Credentials(header: "Basic !!!!") == .malformed)
+        #expect(Credentials(header: "Basic " + Data([0xFF, 0xFE]).base64EncodedString()) == .malformed)  // not UTF-8
+        #expect(Credentials(header: "Bearer  ak_1 ") == .bearer("ak_1"))
+        #expect(Credentials(header: "Token x") == .malformed)
+    }
+}

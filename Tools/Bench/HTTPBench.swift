@@ -60,7 +60,8 @@ struct HTTPBench: ParsableCommand {
             // The server's own measure, every event's commit to visibility, over the same load.
             let before = try? LagHistogram.scrape(port: port)
             let r = try Load(port: port, authorization: auth, path: "/v1/batch", connections: connections,
-                             seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false).run()
+                             seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false,
+                             serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("batches of \(batchSize)", connections))
             if let probe {
                 let h = probe.stop()
@@ -74,7 +75,8 @@ struct HTTPBench: ParsableCommand {
         }
         if mode == "track" || mode == "both" {
             let r = try Load(port: port, authorization: auth, path: "/v1/track", connections: connections,
-                             seconds: seconds, messagesPerRequest: 1, corpus: corpus, single: true).run()
+                             seconds: seconds, messagesPerRequest: 1, corpus: corpus, single: true,
+                             serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("single track calls", connections))
         }
         if let server {
@@ -82,8 +84,7 @@ struct HTTPBench: ParsableCommand {
             print("server log: \(stats)")
         }
         print("")
-        print("| tracking API, loopback, fsync per commit | connections | requests/s | events/s | p50 ms | p99 ms | errors |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(Load.Result.header)
         for r in rows { print(r) }
         if let lagLine { print(""); print(lagLine) }
     }
@@ -236,6 +237,8 @@ struct Load {
     let messagesPerRequest: Int
     let corpus: Corpus
     let single: Bool
+    /// The server's process id, when it is ours: its CPU time is read over the measured window.
+    var serverPID: Int32? = nil
 
     struct Result {
         var requests = 0
@@ -243,11 +246,19 @@ struct Load {
         var errors = 0
         var seconds = 0.0
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        /// The server's CPU seconds over the measured window (after the warm-up).
+        var serverCPUSeconds: Double?
 
         func row(_ name: String, _ connections: Int) -> String {
             let ms = { (p: Double) in fmt(Double(histogram.valueAtPercentile(p)) / 1000, 2) }
-            return "| \(name) | \(connections) | \(fmt(Double(requests) / seconds)) | \(fmt(Double(events) / seconds)) | \(ms(50)) | \(ms(99)) | \(errors) |"
+            let cpu = serverCPUSeconds.map { "\(fmt($0 / seconds, 2)) | \(fmt($0 * 1e6 / Double(max(events, 1)), 1))" } ?? "– | –"
+            return "| \(name) | \(connections) | \(fmt(Double(requests) / seconds)) | \(fmt(Double(events) / seconds)) | \(ms(50)) | \(ms(99)) | \(errors) | \(cpu) |"
         }
+
+        static let header = """
+            | tracking API, loopback, fsync per commit | connections | requests/s | events/s | p50 ms | p99 ms | errors | server cores busy | server CPU µs/event |
+            |---|---:|---:|---:|---:|---:|---:|---:|---:|
+            """
     }
 
     func run() throws -> Result {
@@ -267,6 +278,19 @@ struct Load {
             t.stackSize = 1 << 20
             t.start()
         }
+        // The server's CPU over the measured window: sampled when the warm-up ends and at the end.
+        var cpuStart: Double?, cpuEnd: Double?
+        if let serverPID {
+            let serverCPU = { BenchServer.cpuSeconds(pid: serverPID) }
+            let sleepUntil = { (t: UInt64) in
+                let now = DispatchTime.now().uptimeNanoseconds
+                if t > now { usleep(useconds_t((t - now) / 1000)) }
+            }
+            sleepUntil(warmEnd)
+            cpuStart = serverCPU()
+            sleepUntil(end)
+            cpuEnd = serverCPU()
+        }
         group.wait()
         if let e = slots.compactMap(\.error).first { throw e }
         var total = Result()
@@ -277,6 +301,7 @@ struct Load {
             total.histogram.add(s.result.histogram)
         }
         total.seconds = seconds
+        if let cpuStart, let cpuEnd { total.serverCPUSeconds = cpuEnd - cpuStart }
         return total
     }
 
@@ -428,6 +453,16 @@ final class BenchServer {
     func readKey() -> String {
         ((try? run(binary, ["keys", "create", "--data", data, "--scope", "read", "--name", "bench-read-\(UInt32.random(in: 0 ... .max))"])) ?? "")
             .split(separator: "\n").last.map(String.init) ?? ""
+    }
+
+    /// A process's user + system CPU seconds so far (Linux `/proc`), nil elsewhere.
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // After the command name: state is field 3, utime and stime fields 14 and 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     func stats() throws -> String {

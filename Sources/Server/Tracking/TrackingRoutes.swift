@@ -138,13 +138,13 @@ public struct TrackingRoutes: Sendable {
         charge(source, events: 1)
         let message = Self.settingType(body, type)  // the path names the call, as in Segment's API
         let context = SourceContext(name: source.name, channel: source.channel)
-        let channel = Self.channel(of: JSONView(bytes: message), source: source)
         switch suppress(builder.prepare(binary: message, encodedSize: size, source: context, receivedAt: receivedAt), try suppression()) {
         case .success(let event):
             let outcome = try await commit([event], deadLetters: [], logger).first!
-            record([outcome], channels: [channel], types: [type.name], source: source)
+            record([outcome], channels: [event.channel], types: [type.name], source: source)
             return Response.json(["success": true, "seq": .int(Int64(outcome.seq))])
         case .failure(let rejection):
+            let channel = Self.channel(of: JSONView(bytes: message), source: source)
             let letter = DeadLetter(rejection: rejection, raw: body.json.jsonBytes(), source: source.name, time: receivedAt)
             _ = try await commit([], deadLetters: [letter], logger)
             metrics.rejected(source: source.name, channel: channel, type: type.name, reason: rejection.code)
@@ -187,15 +187,16 @@ public struct TrackingRoutes: Sendable {
         for (index, item) in items.enumerated() {
             // The message's own bytes, unless the batch's defaults must be merged into it.
             let message = defaults.map { item.json.merged(withDefaults: $0).binary } ?? item.encodedBytes
-            let channel = Self.channel(of: JSONView(bytes: message), source: source)
-            let type = Self.typeLabel(item)
             switch suppress(builder.prepare(binary: message, encodedSize: item.compactByteCount, source: context,
                                             receivedAt: receivedAt, batchSentAt: batchSentAt), suppression) {
             case .success(let event):
+                channels.append(event.channel)
+                types.append(event.type.name)
                 prepared.append(event)
-                channels.append(channel)
-                types.append(type)
             case .failure(let rejection):
+                // Labels for the metrics, read from the message only for a rejected one.
+                let channel = Self.channel(of: JSONView(bytes: message), source: source)
+                let type = Self.typeLabel(item)
                 letters.append(DeadLetter(rejection: rejection, raw: item.json.jsonBytes(), source: source.name, time: receivedAt))
                 rejected.append(["index": .int(Int64(index)), "code": .string(rejection.code), "message": .string(rejection.message)])
                 metrics.rejected(source: source.name, channel: channel, type: type, reason: rejection.code)
