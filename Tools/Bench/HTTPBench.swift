@@ -51,33 +51,34 @@ struct HTTPBench: ParsableCommand {
 
         var rows: [String] = []
         let auth = "Basic " + Data((key + ":").utf8).base64EncodedString()
-        var lagLine: String?
+        var lagLines: [String] = []
+        /// The server's own measure, every event's commit to visibility, over a workload's window.
+        func lagLine(_ load: String, _ d: LagHistogram?) {
+            guard let d else { return }
+            lagLines.append("the server's commit-to-visible lag of every event under the \(load) (\(Int(d.count)) events, touchstone_projection_lag_seconds): p50 \(d.quantile(0.5)), p99 \(d.quantile(0.99)), share within 20 ms \(fmt(100 * d.share(within: 0.020), 1)) %; within "
+                + [0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1].map { "\(fmt($0 * 1000, 0)) ms \(fmt(100 * d.share(within: $0), 1)) %" }.joined(separator: ", "))
+        }
         if mode == "batch" || mode == "both" {
             // While the batches load the server, a probe measures commit-to-visible: a track
             // call for a fresh user, then its profile with min_seq = the acknowledged seq.
             let probe = server.map { LagProbe(port: port, writeAuth: auth, readKey: $0.readKey()) }
             probe?.start()
-            // The server's own measure, every event's commit to visibility, over the same load.
-            let before = try? LagHistogram.scrape(port: port)
             let r = try Load(port: port, authorization: auth, path: "/v1/batch", connections: connections,
                              seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false,
                              serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("batches of \(batchSize)", connections))
             if let probe {
                 let h = probe.stop()
-                lagLine = "commit-to-visible under the batch load (\(h.totalCount) probes, \(probe.failures) failed\(probe.firstFailure.map { ": first " + $0 } ?? "")): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms (ack → profile answer: includes the read request's own trip through the loaded server)"
+                lagLines.append("commit-to-visible under the batch load (\(h.totalCount) probes, \(probe.failures) failed\(probe.firstFailure.map { ": first " + $0 } ?? "")): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms (ack → profile answer: includes the read request's own trip through the loaded server)")
             }
-            if let before, let after = try? LagHistogram.scrape(port: port) {
-                let d = after.minus(before)
-                lagLine = (lagLine.map { $0 + "\n" } ?? "") + "the server's commit-to-visible lag of every event under the batch load (\(Int(d.count)) events, touchstone_projection_lag_seconds): p50 \(d.quantile(0.5)), p99 \(d.quantile(0.99)), share within 20 ms \(fmt(100 * d.share(within: 0.020), 1)) %; within "
-                    + [0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1].map { "\(fmt($0 * 1000, 0)) ms \(fmt(100 * d.share(within: $0), 1)) %" }.joined(separator: ", ")
-            }
+            lagLine("batch load", r.lag)
         }
         if mode == "track" || mode == "both" {
             let r = try Load(port: port, authorization: auth, path: "/v1/track", connections: connections,
                              seconds: seconds, messagesPerRequest: 1, corpus: corpus, single: true,
                              serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("single track calls", connections))
+            lagLine("track load", r.lag)
         }
         if let server {
             let stats = try server.stats()
@@ -86,7 +87,7 @@ struct HTTPBench: ParsableCommand {
         print("")
         print(Load.Result.header)
         for r in rows { print(r) }
-        if let lagLine { print(""); print(lagLine) }
+        if !lagLines.isEmpty { print(""); for l in lagLines { print(l) } }
     }
 }
 
@@ -237,7 +238,8 @@ struct Load {
     let messagesPerRequest: Int
     let corpus: Corpus
     let single: Bool
-    /// The server's process id, when it is ours: its CPU time is read over the measured window.
+    /// The server's process id, when it is ours: its CPU time and its commit-to-visible lag
+    /// histogram are read over the measured window.
     var serverPID: Int32? = nil
 
     struct Result {
@@ -248,6 +250,8 @@ struct Load {
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         /// The server's CPU seconds over the measured window (after the warm-up).
         var serverCPUSeconds: Double?
+        /// The server's commit-to-visible lag of every event in the measured window.
+        var lag: LagHistogram?
 
         func row(_ name: String, _ connections: Int) -> String {
             let ms = { (p: Double) in fmt(Double(histogram.valueAtPercentile(p)) / 1000, 2) }
@@ -280,6 +284,7 @@ struct Load {
         }
         // The server's CPU over the measured window: sampled when the warm-up ends and at the end.
         var cpuStart: Double?, cpuEnd: Double?
+        var lagStart: LagHistogram?, lagEnd: LagHistogram?
         if let serverPID {
             let serverCPU = { BenchServer.cpuSeconds(pid: serverPID) }
             let sleepUntil = { (t: UInt64) in
@@ -288,8 +293,10 @@ struct Load {
             }
             sleepUntil(warmEnd)
             cpuStart = serverCPU()
+            lagStart = try? LagHistogram.scrape(port: port)
             sleepUntil(end)
             cpuEnd = serverCPU()
+            lagEnd = try? LagHistogram.scrape(port: port)
         }
         group.wait()
         if let e = slots.compactMap(\.error).first { throw e }
@@ -302,6 +309,7 @@ struct Load {
         }
         total.seconds = seconds
         if let cpuStart, let cpuEnd { total.serverCPUSeconds = cpuEnd - cpuStart }
+        if let lagStart, let lagEnd { total.lag = lagEnd.minus(lagStart) }
         return total
     }
 
