@@ -124,6 +124,24 @@ public struct JSONView: Sendable {
         }
     }
 
+    /// Where each element of an array lies in `bytes` (empty for anything else): for callers
+    /// that need both a view of each element and its bytes, without skipping it twice.
+    public var elementSpans: [Range<Int>] {
+        guard tag == 6 else { return [] }
+        return bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let n = JSONView.varint(b, &i) else { return [] }
+            var out: [Range<Int>] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n {
+                guard let next = JSONView.skip(b, i) else { return out }
+                out.append(i..<next)
+                i = next
+            }
+            return out
+        }
+    }
+
     /// The members of an object in stored order (empty for anything else).
     public var members: [(String, JSONView)] {
         guard tag == 7 else { return [] }

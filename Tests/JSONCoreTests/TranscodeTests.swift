@@ -71,6 +71,10 @@ import TestSupport
             if case .array(let a) = v {
                 #expect(view.elements.count == a.count)
                 for (element, value) in zip(view.elements, a) { #expect(element.encodedBytes == value.binary) }
+                #expect(view.elementSpans.count == a.count)
+                for (span, value) in zip(view.elementSpans, a) { #expect(Array(view.bytes[span]) == value.binary) }
+            } else {
+                #expect(view.elementSpans.isEmpty)
             }
         }
         #expect(JSONView(bytes: JSON.int(Int64.min).binary).compactByteCount == String(Int64.min).count)

@@ -154,14 +154,19 @@ public struct TrackingRoutes: Sendable {
         }
     }
 
+    /// The members of a batch body `batch` reads, found in one pass (each lookup by key
+    /// scanned the whole body, skipping over every message in it, again).
+    private static let batchKeys = JSONView.KeyList(["batch", "sentAt", "context", "integrations"])
+
     private func batch(_ body: JSONView, buffer: ByteBuffer, source: Source, receivedAt: Micros, _ logger: Logger) async throws -> Response {
-        guard let list = body["batch"], list.isArray else {
+        let members = body.fields(Self.batchKeys)
+        guard let list = members[0], list.isArray else {
             throw try await rejectBody(.badRequest, "invalid", "batch must be an array of messages", prefix(buffer),
                                        source, .batch, receivedAt, logger)
         }
-        let items = list.elements
+        let spans = list.elementSpans
         var batchSentAt: Micros?
-        if let s = body["sentAt"]?.stringValue {
+        if let s = members[1]?.stringValue {
             guard let t = Timestamp.parse(s) else {
                 throw try await rejectBody(.badRequest, "invalid", "sentAt is not an ISO-8601 date-time", prefix(buffer),
                                            source, .batch, receivedAt, logger)
@@ -170,23 +175,24 @@ public struct TrackingRoutes: Sendable {
         }
         // The batch's own context and integrations apply to every message (the message wins).
         var shared: [(String, JSON)] = []
-        for field in ["context", "integrations"] {
-            if let v = body[field], v.isObject { shared.append((field, v.json)) }
+        for (k, field) in [(2, "context"), (3, "integrations")] {
+            if let v = members[k], v.isObject { shared.append((field, v.json)) }
         }
         let defaults: JSON? = shared.isEmpty ? nil : .object(shared)
-        metrics.batch(route: "batch", messages: items.count)
-        charge(source, events: items.count)
+        metrics.batch(route: "batch", messages: spans.count)
+        charge(source, events: spans.count)
 
         let context = SourceContext(name: source.name, channel: source.channel)
         var prepared: [PreparedEvent] = []
         var channels: [String] = [], types: [String] = []
         var letters: [DeadLetter] = []
         var rejected: [JSON] = []
-        prepared.reserveCapacity(items.count)
+        prepared.reserveCapacity(spans.count)
         let suppression = try suppression()
-        for (index, item) in items.enumerated() {
+        for (index, span) in spans.enumerated() {
+            let item = JSONView(bytes: list.bytes, offset: span.lowerBound)
             // The message's own bytes, unless the batch's defaults must be merged into it.
-            let message = defaults.map { item.json.merged(withDefaults: $0).binary } ?? item.encodedBytes
+            let message = defaults.map { item.json.merged(withDefaults: $0).binary } ?? Array(list.bytes[span])
             switch suppress(builder.prepare(binary: message, encodedSize: item.compactByteCount, source: context,
                                             receivedAt: receivedAt, batchSentAt: batchSentAt), suppression) {
             case .success(let event):
