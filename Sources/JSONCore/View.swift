@@ -256,16 +256,17 @@ public struct JSONView: Sendable {
             r.offset = i
             guard let v = try? r.signedVarint() else { return nil }
             i = r.offset
-            var n = v < 0 ? 2 : 1
-            var m = v.magnitude
-            while m >= 10 { m /= 10; n += 1 }
-            return n
+            return decimalLength(v)
         case 4:
             var r = BinaryReader(b)
             r.offset = i
             guard let bits = try? r.uint64LE() else { return nil }
             i = r.offset
-            return JSON.formatDouble(Double(bitPattern: bits)).utf8.count
+            let d = Double(bitPattern: bits)
+            // As `JSON.formatDouble` writes it: a whole number below 1e15 as an integer (counted
+            // without making the string), anything else in Swift's shortest form.
+            if d.isFinite, d == d.rounded(), abs(d) < 1e15 { return decimalLength(Int64(d)) }
+            return JSON.formatDouble(d).utf8.count
         case 5:
             guard let len = varint(b, &i), i + len <= b.count else { return nil }
             defer { i += len }
@@ -293,11 +294,34 @@ public struct JSONView: Sendable {
         }
     }
 
-    /// The length of `JSON.writeString` of these UTF-8 bytes.
+    /// The length of `v` in decimal, its sign included.
+    @inline(__always)
+    static func decimalLength(_ v: Int64) -> Int {
+        var n = v < 0 ? 2 : 1
+        var m = v.magnitude
+        while m >= 10 { m /= 10; n += 1 }
+        return n
+    }
+
+    /// The length of `JSON.writeString` of these UTF-8 bytes. Eight bytes at a time while
+    /// none needs escaping (almost always: only control characters, `"` and `\` do).
     @inline(__always)
     static func quotedLength(_ s: UnsafeBufferPointer<UInt8>) -> Int {
         var n = s.count + 2
-        for c in s where c < 0x20 || c == 0x22 || c == 0x5C {
+        var i = 0
+        if let base = s.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            while i + 8 <= s.count {
+                let w = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+                // A byte below 0x20, or equal to 0x22 or 0x5C, sets its high bit in one of these.
+                let below = (w &- ones &* 0x20) & ~w
+                let quote = w ^ (ones &* 0x22), slash = w ^ (ones &* 0x5C)
+                let special = below | ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash)
+                if special & highs != 0 { break }
+                i += 8
+            }
+        }
+        for c in UnsafeBufferPointer(rebasing: s[i...]) where c < 0x20 || c == 0x22 || c == 0x5C {
             switch c {
             case 0x22, 0x5C, 0x0A, 0x0D, 0x09: n += 1
             default: n += 5

@@ -77,6 +77,20 @@ import TestSupport
                 #expect(view.elementSpans.isEmpty)
             }
         }
+        // Each character that needs escaping at every position of plain runs (the count goes
+        // eight bytes at a time until one appears).
+        for special in ["\"", "\\", "\n", "\u{01}", "\u{1F}"] {
+            for length in 0..<24 {
+                for at in 0...length {
+                    let plain = String(repeating: "aé ~", count: 6).prefix(length)
+                    let v = JSON.string(String(plain.prefix(at)) + special + String(plain.dropFirst(at)))
+                    #expect(JSONView(bytes: v.binary).compactByteCount == v.jsonBytes().count, "\(v.jsonString)")
+                }
+            }
+        }
+        for d in [0.0, -0.0, 1.0, -7.0, 19.99, 1e14, 999_999_999_999_999.0, 1e15, -1e15, 1.5e300, 5e-324] {
+            #expect(JSONView(bytes: JSON.double(d).binary).compactByteCount == JSON.formatDouble(d).count, "\(d)")
+        }
         #expect(JSONView(bytes: JSON.int(Int64.min).binary).compactByteCount == String(Int64.min).count)
         #expect(JSONView(bytes: JSON.double(1e300).binary).compactByteCount == JSON.formatDouble(1e300).count)
     }
