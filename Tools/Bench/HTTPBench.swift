@@ -18,7 +18,7 @@ struct HTTPBench: ParsableCommand {
     @Option(help: "Concurrent keep-alive connections.") var connections = 32
     @Option(help: "Seconds measured per workload (after a 1 s warm-up).") var seconds = 10.0
     @Option(help: "Messages per batch request.") var batchSize = 100
-    @Option(help: "Workloads: batch, track or both.") var mode = "both"
+    @Option(help: "Workloads: batch, track, both, or healthz (GET /healthz: what the HTTP stack alone costs a request).") var mode = "both"
     @Option(help: "Scratch directory for the server's data (removed afterwards).") var scratch = NSTemporaryDirectory() + "touchstone-http-bench"
 
     func run() throws {
@@ -79,6 +79,12 @@ struct HTTPBench: ParsableCommand {
                              serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("single track calls", connections))
             lagLine("track load", r.lag)
+        }
+        if mode == "healthz" {
+            let r = try Load(port: port, authorization: auth, path: "/healthz", connections: connections,
+                             seconds: seconds, messagesPerRequest: 0, corpus: corpus, single: true,
+                             serverPID: server?.process.processIdentifier).run()
+            rows.append(r.row("GET /healthz (the HTTP stack's floor; CPU per request)", connections))
         }
         if let server {
             let stats = try server.stats()
@@ -255,7 +261,9 @@ struct Load {
 
         func row(_ name: String, _ connections: Int) -> String {
             let ms = { (p: Double) in fmt(Double(histogram.valueAtPercentile(p)) / 1000, 2) }
-            let cpu = serverCPUSeconds.map { "\(fmt($0 / seconds, 2)) | \(fmt($0 * 1e6 / Double(max(events, 1)), 1))" } ?? "– | –"
+            // Per event; per request for a workload that sends none.
+            let units = events > 0 ? events : requests
+            let cpu = serverCPUSeconds.map { "\(fmt($0 / seconds, 2)) | \(fmt($0 * 1e6 / Double(max(units, 1)), 1))" } ?? "– | –"
             return "| \(name) | \(connections) | \(fmt(Double(requests) / seconds)) | \(fmt(Double(events) / seconds)) | \(ms(50)) | \(ms(99)) | \(errors) | \(cpu) |"
         }
 
@@ -327,7 +335,7 @@ struct Load {
             let now = DispatchTime.now().uptimeNanoseconds
             if now >= end { break }
             body.removeAll(keepingCapacity: true)
-            if !single { body.append(contentsOf: #"{"batch":["#.utf8) }
+            if !single && messagesPerRequest > 0 { body.append(contentsOf: #"{"batch":["#.utf8) }
             for i in 0..<messagesPerRequest {
                 if i > 0 { body.append(UInt8(ascii: ",")) }
                 body.append(contentsOf: #"{"messageId":"b-"#.utf8)
@@ -340,8 +348,12 @@ struct Load {
             }
             if !single { body.append(contentsOf: "]}".utf8) }
             request.removeAll(keepingCapacity: true)
-            request.append(contentsOf: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(authorization)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
-            request.append(contentsOf: body)
+            if messagesPerRequest == 0 {
+                request.append(contentsOf: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+            } else {
+                request.append(contentsOf: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(authorization)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+                request.append(contentsOf: body)
+            }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let status = try socket.roundTrip(request)
             let t1 = DispatchTime.now().uptimeNanoseconds
