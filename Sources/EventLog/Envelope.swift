@@ -116,7 +116,13 @@ public struct EnvelopeBuilder: Sendable {
                                       : failures.map { $0.description }.joined(separator: "; ")))
         }
         var at = [Int](repeating: -1, count: 6)
-        view.forEachField(Self.envelopeKeys) { k, offset in at[k] = offset }
+        // One pass: the envelope's members, and where every member lies for the rebuild below.
+        var members: [(start: Int, key: Range<Int>, end: Int)] = []
+        members.reserveCapacity(16)
+        view.forEachMember(Self.envelopeKeys) { k, start, key, end in
+            if let k { at[k] = key.upperBound }
+            members.append((start, key, end))
+        }
         func field(_ k: Int) -> JSONView? { at[k] < 0 ? nil : JSONView(bytes: message, offset: at[k]) }
         guard let type = field(0)?.withUTF8({ EventType(utf8: $0) }) ?? nil, type != .system else {
             return .failure(Rejection(code: "invalid", message: "type must be one of identify, track, page, screen, group, alias"))
@@ -154,14 +160,9 @@ public struct EnvelopeBuilder: Sendable {
         var body = BinaryObjectBuilder(capacity: message.count + 96)
         var sawMessageId = false
         message.withUnsafeBufferPointer { b in
-            var i = 1
-            guard let n = JSONView.varint(b, &i) else { return }
-            for _ in 0..<n {
-                let start = i
-                guard let len = JSONView.varint(b, &i), i + len <= b.count, let end = JSONView.skip(b, i + len) else { return }
-                let key = UnsafeBufferPointer(rebasing: b[i..<i + len])
-                let value = UnsafeBufferPointer(rebasing: b[(i + len)..<end])
-                i = end
+            for (start, keyRange, end) in members {
+                let key = UnsafeBufferPointer(rebasing: b[keyRange])
+                let value = UnsafeBufferPointer(rebasing: b[keyRange.upperBound..<end])
                 switch EnvelopeBuilder.ownedKey(key) {
                 case .owned: continue  // envelope-owned; never store a key
                 case .timestamp:

@@ -83,6 +83,32 @@ public struct JSONView: Sendable {
         }
     }
 
+    /// Every member of an object in one pass: `body(k, start, key, end)` with `k` the index in
+    /// `keys` of the member's key (nil for any other key), the offset where the member starts
+    /// (its key's length), the range of its key's bytes (its value starts at the range's end)
+    /// and the offset just past its value. For callers that read a few members and then copy
+    /// the others, without walking the object twice.
+    public func forEachMember(_ keys: KeyList, _ body: (Int?, Int, Range<Int>, Int) -> Void) {
+        guard tag == 7 else { return }
+        bytes.withUnsafeBufferPointer { b in
+            var i = offset + 1
+            guard let n = JSONView.varint(b, &i) else { return }
+            for _ in 0..<n {
+                let start = i
+                guard let len = JSONView.varint(b, &i), i + len <= b.count, let end = JSONView.skip(b, i + len) else { return }
+                var match: Int?
+                if len <= keys.longest {
+                    for (k, key) in keys.keys.enumerated() where key.count == len && (len == 0 || (b[i] == key[0] && memcmp(b.baseAddress! + i, key, len) == 0)) {
+                        match = k
+                        break
+                    }
+                }
+                body(match, start, i..<i + len, end)
+                i = end
+            }
+        }
+    }
+
     /// Keys for `fields(_:)`, as UTF-8 once.
     public struct KeyList: Sendable {
         let keys: [[UInt8]]

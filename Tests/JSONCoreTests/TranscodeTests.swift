@@ -67,6 +67,21 @@ import TestSupport
             if case .object(let m) = v {
                 #expect(view.members.count == m.count)
                 for ((_, member), (_, value)) in zip(view.members, m) { #expect(member.encodedBytes == value.binary) }
+                // One pass over every member: the keys asked for matched by index, each span
+                // exactly its key's bytes and value's bytes.
+                let asked = Array(Set(m.map(\.0)).sorted().prefix(2)) + ["absent"]
+                var seen: [(Int?, String, [UInt8])] = []
+                view.forEachMember(JSONView.KeyList(asked)) { k, start, key, end in
+                    var i = start
+                    let len = view.bytes.withUnsafeBufferPointer { JSONView.varint($0, &i) }
+                    #expect(i == key.lowerBound && len == key.count)
+                    seen.append((k, String(decoding: view.bytes[key], as: UTF8.self), Array(view.bytes[key.upperBound..<end])))
+                }
+                #expect(seen.count == m.count)
+                for ((k, name, value), (expectedName, expected)) in zip(seen, m) {
+                    #expect(name == expectedName && value == expected.binary)
+                    #expect(k == asked.firstIndex(of: name))
+                }
             }
             if case .array(let a) = v {
                 #expect(view.elements.count == a.count)
