@@ -65,21 +65,8 @@ public struct JSONView: Sendable {
     /// keep the last). For callers that keep offsets and one reference to `bytes` instead of a
     /// view (one more reference count) per field.
     public func forEachField(_ keys: KeyList, _ body: (Int, Int) -> Void) {
-        guard tag == 7 else { return }
-        bytes.withUnsafeBufferPointer { b in
-            var i = offset + 1
-            guard let n = JSONView.varint(b, &i) else { return }
-            for _ in 0..<n {
-                guard let len = JSONView.varint(b, &i), i + len <= b.count else { return }
-                if len <= keys.longest {
-                    for (k, key) in keys.keys.enumerated() where key.count == len && (len == 0 || (b[i] == key[0] && memcmp(b.baseAddress! + i, key, len) == 0)) {
-                        body(k, i + len)
-                        break
-                    }
-                }
-                guard let next = JSONView.skip(b, i + len) else { return }
-                i = next
-            }
+        forEachMember(keys) { k, _, key, _ in
+            if let k { body(k, key.upperBound) }
         }
     }
 

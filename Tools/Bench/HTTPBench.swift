@@ -335,7 +335,7 @@ struct Load {
             let now = DispatchTime.now().uptimeNanoseconds
             if now >= end { break }
             body.removeAll(keepingCapacity: true)
-            if !single && messagesPerRequest > 0 { body.append(contentsOf: #"{"batch":["#.utf8) }
+            if !single { body.append(contentsOf: #"{"batch":["#.utf8) }
             for i in 0..<messagesPerRequest {
                 if i > 0 { body.append(UInt8(ascii: ",")) }
                 body.append(contentsOf: #"{"messageId":"b-"#.utf8)
