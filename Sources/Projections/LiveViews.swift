@@ -19,10 +19,13 @@ public final class LiveViews: @unchecked Sendable {
     private let lock = NSLock()
     /// Where the tail folds: a thread of its own (not the concurrency pool, not a pooled GCD
     /// thread that would keep the raised priority for other work), started on first use.
-    private lazy var tailThread = WorkerThread(name: "touchstone.views.tail") { ThreadPriority.raiseCurrent() }
+    private lazy var tailThread = WorkerThread(name: "touchstone.views.tail") { [priority] in priority.register() }
     /// Where the tail's batches fold their other projections and commit, while the tail thread
-    /// folds the next batch's profiles.
-    private lazy var finisher = Finisher(thread: WorkerThread(name: "touchstone.views.commit") { ThreadPriority.raiseCurrent() })
+    /// folds the next batch's profiles; the helper folds the second of those projections.
+    private lazy var finisher = Finisher(thread: WorkerThread(name: "touchstone.views.commit") { [priority] in priority.register() },
+                                         helper: WorkerThread(name: "touchstone.views.helper") { [priority] in priority.register() })
+    /// How the three are scheduled (see `TailScheduling`).
+    let priority: TailPriority
     private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
     private var rebuilding: String?
     /// The replay job started through the API (`POST /v1/admin/replay`): a rebuild on its own
@@ -32,7 +35,10 @@ public final class LiveViews: @unchecked Sendable {
     /// Opens the live generation (creating `g000001` when there is none). With `set` nil,
     /// the projections are configured as the live generation was built (its identity rules),
     /// so a CLI query never triggers a rebuild with other rules than the server's.
-    public init(dataDirectory: String, log: EventLog, set: ProjectionSet? = nil) throws {
+    ///
+    /// `tailScheduling` is how `run`'s threads are scheduled.
+    public init(dataDirectory: String, log: EventLog, set: ProjectionSet? = nil, tailScheduling: TailScheduling = .raised) throws {
+        priority = TailPriority(tailScheduling)
         EnvironmentCache.shared.useWriteMap()
         store = ViewStore(dataDirectory: dataDirectory)
         self.log = log
@@ -154,18 +160,20 @@ public final class LiveViews: @unchecked Sendable {
         while !stop() {
             if let r = rebuild, let result = r.done.get() {
                 try result.get()
+                priority.demote()  // the adoption's catch-up can be long
                 try adopt(r.name)
                 lock.withLock { rebuilding = nil }
                 rebuild = nil
             }
             if let pointed = store.current(), pointed != generation.name, store.exists(pointed) {
+                priority.demote()
                 try adopt(pointed)
             }
             let name = generation.name
             // Until stopped, the rebuild is done, or another generation is made live (read between batches).
             try runner.follow(limit: Self.tailBatch, finisher: finisher, stop: {
                 stop() || rebuild?.done.get() != nil || store.current().map { $0 != name && store.exists($0) } == true
-            }, report: report)
+            }, paced: { [priority] in priority.paced(fetched: $0, limit: Self.tailBatch) }, report: report)
         }
     }
 
@@ -184,40 +192,3 @@ final class Locked<T>: @unchecked Sendable {
     func set(_ v: T) { lock.withLock { value = v } }
 }
 
-#if canImport(Glibc)
-import Glibc
-/// glibc's `gettid` (2.30+; not in the Glibc module).
-@_silgen_name("gettid") private func glibcGettid() -> Int32
-#endif
-
-/// A thread running jobs one at a time, in order, until its owner goes away.
-final class WorkerThread: @unchecked Sendable {
-    private let jobs = BlockingQueue<(@Sendable () -> Void)?>(capacity: 64)
-
-    init(name: String, setup: @escaping @Sendable () -> Void) {
-        let jobs = self.jobs
-        let thread = Thread {
-            setup()
-            while let job = jobs.take() { job() }
-        }
-        thread.name = name
-        thread.start()
-    }
-
-    func run(_ job: @escaping @Sendable () -> Void) { _ = jobs.put(job) }
-
-    deinit { _ = jobs.put(nil) }
-}
-
-/// Scheduling priority for the views' tail: under full ingest load it competes with the HTTP
-/// handlers for the cores; a higher priority keeps the views current (the commit-to-visible
-/// lag bounded) and leaves ingestion what the fold does not need.
-enum ThreadPriority {
-    /// Raises the calling thread's priority (nice −10) where the process may (root,
-    /// CAP_SYS_NICE, or RLIMIT_NICE: `LimitNICE=-10` in `Deploy/touchstone.service`); else nothing.
-    static func raiseCurrent() {
-        #if os(Linux)
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(glibcGettid()), -10)
-        #endif
-    }
-}

@@ -193,7 +193,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             for p in g.projections { p.seal() }
             let job = Batch(events: Array(events), work: g.projections.map { ($0, events) }, firstFailures: failures,
                             seen: Array(repeating: expected, count: g.projections.count))
-            finisher.submit { [runner] in try runner.finish(job) }
+            finisher.submit { [runner, helper = finisher.helper] in try runner.finish(job, helper: helper) }
             inFlight = tag
             expected = events.last!.seq
         }
@@ -271,13 +271,30 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// projection's changes with their checkpoints in one transaction (the caller then calls
     /// `didCommit` on its thread). Nil when another process
     /// moved a checkpoint since `seen` (nothing written; the caller resets and refolds).
-    private func finish(_ batch: Batch) throws -> BatchReport? {
+    private func finish(_ batch: Batch, helper: WorkerThread? = nil) throws -> BatchReport? {
         let g = generation
         let work = batch.work
         var failures: [[ProjectionFailure]] = work.isEmpty ? [] : [batch.firstFailures]
         let rest = Array(work.dropFirst())
         if rest.count == 1 {
             failures.append(try g.environment.read { tx in try rest[0].0.fold(rest[0].1, tx) })
+        } else if rest.count > 1, let helper {
+            // The live tail: the second projection on the helper thread (scheduled like this
+            // one), the others here.
+            let second = ParallelResults<[ProjectionFailure]>(count: 1)
+            let done = DispatchSemaphore(value: 0)
+            let job = UncheckedBox(rest[1])  // touched by the helper only until `done`
+            helper.run {
+                second.set(0, Result { try g.environment.read { tx in try job.value.0.fold(job.value.1, tx) } })
+                done.signal()
+            }
+            var mine: [Result<[ProjectionFailure], Error>] = []
+            for (i, (p, slice)) in rest.enumerated() where i != 1 {
+                mine.append(Result { try g.environment.read { tx in try p.fold(slice, tx) } })
+            }
+            done.wait()
+            let all = [mine[0]] + second.values + mine.dropFirst()
+            for r in all { failures.append(try r.get()) }
         } else if rest.count > 1 {
             let results = ParallelResults<[ProjectionFailure]>(count: rest.count)
             let jobs = UncheckedBox(rest)  // each projection is touched by one thread only
@@ -315,13 +332,15 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// holds beyond the last one, at most `limit` events; with nothing new it waits (blocking,
     /// up to 100 ms) for the next commit. `report` gets every committed batch's report, on
     /// the calling thread. Returns when `stop` is true, with every batch it folded committed.
-    func follow(limit: Int, finisher: Finisher, stop: () -> Bool, report: (BatchReport) -> Void) throws {
+    func follow(limit: Int, finisher: Finisher, stop: () -> Bool, paced: (Int) -> Void = { _ in },
+                report: (BatchReport) -> Void) throws {
         let g = generation
         // Projections at different checkpoints (or only one): a batch at a time until they meet.
         while !stop() {
             let checkpoints = try g.environment.read { tx in try g.projections.map { try g.checkpoint($0.name, tx) } }
             if g.projections.count > 1 && Set(checkpoints).count == 1 { break }
             let events = try log.events(from: (checkpoints.min() ?? 0) + 1, limit: limit)
+            paced(events.count)
             if events.isEmpty {
                 if g.projections.count > 1 { break }  // all at the log's end: equal as far as the log goes
                 _ = log.waitForSeq((checkpoints.min() ?? 0) + 1, blockingFor: .milliseconds(100))
@@ -335,6 +354,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         do {
             while !stop() {
                 let events = try log.events(from: pipeline.expected + 1, limit: limit)
+                paced(events.count)
                 if let last = events.last {
                     try pipeline.push(events[...], tag: last.seq, done: done)
                 } else {
@@ -347,7 +367,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             pipeline.abandon()
             guard error is PipelineConflict else { throw error }
             // Another process applied batches meanwhile: go on from where the views are now.
-            return try follow(limit: limit, finisher: finisher, stop: stop, report: report)
+            return try follow(limit: limit, finisher: finisher, stop: stop, paced: paced, report: report)
         }
     }
 
@@ -464,11 +484,17 @@ struct PipelineConflict: Error {}
 final class Finisher: @unchecked Sendable {
     private let queue = DispatchQueue(label: "touchstone.views.finisher")
     private let thread: WorkerThread?
+    /// Where a job folds its second projection while the first folds on `thread` (the live
+    /// tail's, scheduled like it); without one, the projections fold on the dispatch pool.
+    let helper: WorkerThread?
     private let done = DispatchSemaphore(value: 0)
     private var result: Result<BatchReport?, Error> = .success(nil)
 
     /// On `thread` when given (the live tail's, at a raised priority), else on a queue of its own.
-    init(thread: WorkerThread? = nil) { self.thread = thread }
+    init(thread: WorkerThread? = nil, helper: WorkerThread? = nil) {
+        self.thread = thread
+        self.helper = helper
+    }
 
     func submit(_ job: @escaping () throws -> BatchReport?) {
         let box = UncheckedBox(job)

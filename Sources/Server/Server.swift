@@ -44,7 +44,8 @@ public struct TouchstoneServer: Sendable {
         let metrics = ServerMetrics()
         self.metrics = metrics
         ingestor = Ingestor(log: log, maxBatch: configuration.maxCommitEvents) { report in metrics.commit(report) }
-        views = try LiveViews(dataDirectory: data, log: log, set: ProjectionSet(rules: configuration.identity))
+        views = try LiveViews(dataDirectory: data, log: log, set: ProjectionSet(rules: configuration.identity),
+                              tailScheduling: configuration.tailScheduling)
     }
 }
 

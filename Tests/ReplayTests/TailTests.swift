@@ -80,4 +80,67 @@ import Testing
         let report = try s.rebuilder().verify()
         for e in report.entries { #expect(e.equal, "\(e.projection): \(e.differences)") }
     }
+
+    /// `realtime`: real time (where permitted, else nice −10) while the tail keeps up, nice −10
+    /// once it has fetched `behindBatches` full batches in a row, real time again at the first
+    /// batch that is not full; `raised` never goes real time. On a thread of its own, put back
+    /// to the default scheduling at the end.
+    @Test func theRealtimeTailDropsToRaisedWhileBehindAndReturnsOnceCaughtUp() throws {
+        let seen = Locked2<[String]>([])
+        let thread = Thread {
+            let tid = ThreadPriority.currentThreadID
+            func note(_ p: TailPriority) { seen.set(seen.get() + ["\(p.current!) \(ThreadPriority.current(tid: tid))"]) }
+            let p = TailPriority(.realtime)
+            p.register()
+            let permitted = p.current == .realtime
+            note(p)
+            for _ in 0..<TailPriority.behindBatches - 1 { p.paced(fetched: 256, limit: 256) }
+            note(p)  // not behind yet
+            p.paced(fetched: 256, limit: 256)
+            note(p)  // behind
+            p.paced(fetched: 256, limit: 256)
+            note(p)  // still behind
+            p.paced(fetched: 12, limit: 256)
+            note(p)  // caught up
+            p.demote()
+            note(p)  // before an adoption's catch-up
+            let q = TailPriority(.raised)
+            q.register()
+            q.paced(fetched: 0, limit: 256)
+            note(q)
+            ThreadPriority.apply(.normal, tid: tid)
+            seen.set(seen.get() + [permitted ? "permitted" : "refused", "\(ThreadPriority.current(tid: tid))"])
+        }
+        thread.start()
+        #expect(try eventually { seen.get().count == 9 })
+        let s = seen.get()
+        let top = s[7] == "permitted" ? "realtime realtime" : "raised raised"
+        #expect(s[0] == top && s[1] == top, "\(s)")
+        #expect(s[2] == "raised raised" && s[3] == "raised raised", "\(s)")
+        #expect(s[4] == top, "\(s)")
+        #expect(s[5] == "raised raised", "\(s)")
+        #expect(s[6] == "raised raised", "\(s)")
+        #expect(s[8] == "normal", "\(s)")
+    }
+
+    /// The server's tail under `realtime`: its three threads (tail, committer, helper) run
+    /// under one scheduling, and the views equal a replay.
+    @Test func aRealtimeTailFoldsLikeAReplay() async throws {
+        let s = try Scratch()
+        let views = try LiveViews(dataDirectory: s.dir, log: s.log, tailScheduling: .realtime)
+        let tail = Task { try await views.run() }
+        for chunk in 0..<6 { try s.append(messages(300, prefix: "rt\(chunk)")) }
+        let last = s.log.lastSeq
+        let caughtUp = try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= last }
+        let level = try #require(views.priority.current)
+        #expect(level == .realtime || level == .raised, "\(level)")
+        let threads = views.priority.threadIDs
+        #expect(threads.count == 3 && threads.allSatisfy { ThreadPriority.current(tid: $0) == level },
+                "\(threads.map { ThreadPriority.current(tid: $0) }) against \(level)")
+        tail.cancel()
+        try? await tail.value
+        #expect(caughtUp, "the tail applied \(views.runner.appliedSeq) of \(last)")
+        let report = try s.rebuilder().verify()
+        for e in report.entries { #expect(e.equal, "\(e.projection): \(e.differences)") }
+    }
 }

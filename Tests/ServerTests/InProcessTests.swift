@@ -112,6 +112,8 @@ struct ConfigurationTests {
         #expect(c.limits.maxInflatedBytes == 4 << 20, "default")
         let fromEnv = try ServerConfiguration.load(environment: env)
         #expect(fromEnv.port == 7100)
+        #expect(c.tailScheduling == .realtime, "default")
+        #expect(try ServerConfiguration.load(environment: ["TOUCHSTONE_VIEWS_TAIL_SCHEDULING": "raised"]).tailScheduling == .raised)
     }
 
     @Test func misspeltOrOutOfRangeSettingsAreErrorsNamingTheKey() throws {
@@ -125,6 +127,12 @@ struct ConfigurationTests {
             Issue.record("an out-of-range port was accepted")
         } catch let e as ConfigurationError {
             #expect(e.message.contains("http.port"))
+        }
+        do {
+            _ = try ServerConfiguration.load(environment: ["TOUCHSTONE_VIEWS_TAIL_SCHEDULING": "fast"])
+            Issue.record("an unknown tail scheduling was accepted")
+        } catch let e as ConfigurationError {
+            #expect(e.message.contains("views.tailScheduling") && e.message.contains("realtime"), "\(e.message)")
         }
     }
 

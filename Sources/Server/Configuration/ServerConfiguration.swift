@@ -32,6 +32,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var logFormat = "text"
     /// `query.maxWaitMillis`: how long a query with `min_seq` waits for the views.
     public var queryMaxWaitMillis = 2000
+    /// `views.tailScheduling`: how the views' tail threads are scheduled (`TailScheduling`).
+    public var tailScheduling = TailScheduling.realtime
     /// `identity`: merge protection rules (an object; see `IdentityRules`).
     public var identity = IdentityRules.default
 
@@ -42,7 +44,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "data", "schemas", "http.host", "http.port", "http.idleTimeoutSeconds",
         "limits.maxMessageBytes", "limits.maxBodyBytes", "limits.maxInflatedBytes", "limits.deadLetterBodyBytes",
         "limits.eventsPerSecond", "ingest.maxCommitEvents", "log.level", "log.format", "query.maxWaitMillis",
-        "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types", "retention",
+        "views.tailScheduling", "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types", "retention",
     ]
 
     /// Values given on the command line; nil leaves the key to the environment, file and defaults.
@@ -103,6 +105,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         c.logLevel = reader.string(forKey: "log.level", default: c.logLevel)
         c.logFormat = reader.string(forKey: "log.format", default: c.logFormat)
         c.queryMaxWaitMillis = reader.int(forKey: "query.maxWaitMillis", default: c.queryMaxWaitMillis)
+        let scheduling = reader.string(forKey: "views.tailScheduling", default: c.tailScheduling.rawValue)
+        guard let tail = TailScheduling(rawValue: scheduling) else {
+            throw ConfigurationError(message: "views.tailScheduling must be one of \(TailScheduling.allCases.map(\.rawValue).joined(separator: ", ")) (got \(scheduling))")
+        }
+        c.tailScheduling = tail
         if let file { c.identity = try identityRules(file) }
         try c.check()
         return c
