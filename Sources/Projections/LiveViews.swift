@@ -19,12 +19,16 @@ public final class LiveViews: @unchecked Sendable {
     private let lock = NSLock()
     /// Where the tail folds: a thread of its own (not the concurrency pool, not a pooled GCD
     /// thread that would keep the raised priority for other work), started on first use.
-    private lazy var tailThread = WorkerThread(name: "touchstone.views.tail") { [priority] in priority.register() }
+    private lazy var tailThread = WorkerThread(name: "touchstone.views.tail") { [priority] in priority.register("views-tail", rank: 2) }
     /// Where the tail's batches fold their other projections and commit, while the tail thread
     /// folds the next batch's profiles; the helper folds the second of those projections.
-    private lazy var finisher = Finisher(thread: WorkerThread(name: "touchstone.views.commit") { [priority] in priority.register() },
-                                         helper: WorkerThread(name: "touchstone.views.helper") { [priority] in priority.register() })
-    /// How the three are scheduled (see `TailScheduling`).
+    private lazy var finisher = Finisher(thread: WorkerThread(name: "touchstone.views.commit") { [priority] in priority.register("views-commit", rank: 3) },
+                                         helper: WorkerThread(name: "touchstone.views.helper") { [priority] in priority.register("views-helper", rank: 3) })
+    /// Where the tail's next batches are read and their stateless part computed, while the tail
+    /// thread folds.
+    private lazy var reader = WorkerThread(name: "touchstone.views.reader") { [priority] in priority.register("views-reader", rank: 1) }
+    /// How these four are scheduled (see `TailScheduling`): real-time priority by stage, the
+    /// committing stage first.
     let priority: TailPriority
     private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
     private var rebuilding: String?
@@ -171,7 +175,7 @@ public final class LiveViews: @unchecked Sendable {
             }
             let name = generation.name
             // Until stopped, the rebuild is done, or another generation is made live (read between batches).
-            try runner.follow(limit: Self.tailBatch, finisher: finisher, stop: {
+            try runner.follow(limit: Self.tailBatch, finisher: finisher, reader: reader, stop: {
                 stop() || rebuild?.done.get() != nil || store.current().map { $0 != name && store.exists($0) } == true
             }, paced: { [priority] in priority.paced(fetched: $0, limit: Self.tailBatch) }, report: report)
         }

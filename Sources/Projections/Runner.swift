@@ -332,7 +332,10 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// holds beyond the last one, at most `limit` events; with nothing new it waits (blocking,
     /// up to 100 ms) for the next commit. `report` gets every committed batch's report, on
     /// the calling thread. Returns when `stop` is true, with every batch it folded committed.
-    func follow(limit: Int, finisher: Finisher, stop: () -> Bool, paced: (Int) -> Void = { _ in },
+    ///
+    /// With a `reader` thread, the next batches are read and their stateless part computed
+    /// there (`computeAhead`) while this thread folds: a third stage.
+    func follow(limit: Int, finisher: Finisher, reader: WorkerThread? = nil, stop: () -> Bool, paced: (Int) -> Void = { _ in },
                 report: (BatchReport) -> Void) throws {
         let g = generation
         // Projections at different checkpoints (or only one): a batch at a time until they meet.
@@ -351,23 +354,29 @@ public final class ProjectionRunner: @unchecked Sendable {
         guard g.projections.count > 1, !stop() else { return }
         var pipeline = Pipeline(runner: self, finisher: finisher, expected: try g.appliedSeq())
         func done(_: UInt64, _ r: BatchReport) { report(r) }
+        let ahead = reader.map { TailReader(log: log, projections: g.projections, after: pipeline.expected, limit: limit, thread: $0) }
+        defer { ahead?.close() }
         do {
             while !stop() {
-                let events = try log.events(from: pipeline.expected + 1, limit: limit)
+                let events = try ahead?.next(waiting: .milliseconds(100)) ?? log.events(from: pipeline.expected + 1, limit: limit)
                 paced(events.count)
-                if let last = events.last {
+                if let first = events.first, let last = events.last {
+                    // The reader reads on from where this fold began; only a refold after a
+                    // conflict moves `expected`, and that starts a new reader.
+                    if first.seq <= pipeline.expected { throw PipelineConflict() }
                     try pipeline.push(events[...], tag: last.seq, done: done)
                 } else {
                     try pipeline.drain(done)
-                    _ = log.waitForSeq(pipeline.expected + 1, blockingFor: .milliseconds(100))
+                    if ahead == nil { _ = log.waitForSeq(pipeline.expected + 1, blockingFor: .milliseconds(100)) }
                 }
             }
             try pipeline.drain(done)
         } catch {
             pipeline.abandon()
             guard error is PipelineConflict else { throw error }
+            ahead?.close()
             // Another process applied batches meanwhile: go on from where the views are now.
-            return try follow(limit: limit, finisher: finisher, stop: stop, paced: paced, report: report)
+            return try follow(limit: limit, finisher: finisher, reader: reader, stop: stop, paced: paced, report: report)
         }
     }
 
@@ -425,6 +434,51 @@ final class AppliedSeq: @unchecked Sendable {
     }
 }
 
+/// The live tail's reader: on its own thread, reads the batches after `after` as they are
+/// committed and computes their stateless part (`computeAhead`), a few batches ahead of the fold.
+final class TailReader: @unchecked Sendable {
+    private enum Item { case batch([Event]), failure(Error) }
+    private let queue = BlockingQueue<Item>(capacity: 2)
+    private let closed = Locked(false)
+
+    init(log: EventLog, projections: [any Projection], after: UInt64, limit: Int, thread: WorkerThread) {
+        let box = UncheckedBox(projections)  // computeAhead is thread-safe
+        thread.run { [queue, closed] in
+            var next = after + 1
+            while !closed.get() {
+                do {
+                    let events = try log.events(from: next, limit: limit)
+                    guard let last = events.last else {
+                        _ = log.waitForSeq(next, blockingFor: .milliseconds(100))
+                        continue
+                    }
+                    for p in box.value { p.computeAhead(events) }
+                    next = last.seq + 1
+                    if !queue.put(.batch(events)) { return }
+                } catch {
+                    _ = queue.put(.failure(error))
+                    return
+                }
+            }
+        }
+    }
+
+    /// The next batch, or none when none came within `waiting`.
+    func next(waiting: Duration) throws -> [Event] {
+        switch queue.take(waiting: waiting) {
+        case .batch(let events): return events
+        case .failure(let error): throw error
+        case nil: return []
+        }
+    }
+
+    /// Stops the reader (it ends within one wait for a commit).
+    func close() {
+        closed.set(true)
+        queue.close()
+    }
+}
+
 /// A small blocking queue between a reader thread and the folding thread.
 final class BlockingQueue<Item>: @unchecked Sendable {
     private let condition = NSCondition()
@@ -449,6 +503,19 @@ final class BlockingQueue<Item>: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while items.isEmpty { condition.wait() }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
+    }
+
+    /// The next item, or nil when none came within `waiting`.
+    func take(waiting: Duration) -> Item? {
+        let deadline = Date(timeIntervalSinceNow: Double(waiting.components.seconds) + Double(waiting.components.attoseconds) / 1e18)
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty {
+            if !condition.wait(until: deadline) && items.isEmpty { return nil }
+        }
         let item = items.removeFirst()
         condition.broadcast()
         return item

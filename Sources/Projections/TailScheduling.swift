@@ -30,12 +30,17 @@ enum ThreadPriority: Equatable {
     case realtime, raised, normal
 
     /// Applies to thread `tid` (a thread of this process); returns what took effect.
+    /// `rank` is the real-time priority (1 and up): a pipeline's later stages rank higher, so
+    /// the batch nearest to being visible runs first (`SCHED_FIFO` does not share a core
+    /// between threads of one priority). Where the limit allows less, priority 1.
     @discardableResult
-    static func apply(_ wanted: ThreadPriority, tid: Int32) -> ThreadPriority {
+    static func apply(_ wanted: ThreadPriority, tid: Int32, rank: Int32 = 1) -> ThreadPriority {
         #if os(Linux)
         if wanted == .realtime {
-            var param = sched_param(sched_priority: 1)
+            var param = sched_param(sched_priority: rank)
             if sched_setscheduler(tid, SCHED_FIFO, &param) == 0 { return .realtime }
+            param.sched_priority = 1
+            if rank > 1 && sched_setscheduler(tid, SCHED_FIFO, &param) == 0 { return .realtime }
         } else {
             var param = sched_param(sched_priority: 0)
             _ = sched_setscheduler(tid, SCHED_OTHER, &param)
@@ -54,6 +59,16 @@ enum ThreadPriority: Equatable {
         glibcGettid()
         #else
         0
+        #endif
+    }
+
+    /// Thread `tid`'s real-time priority (0 when it is not real-time).
+    static func realtimeRank(tid: Int32) -> Int32 {
+        #if os(Linux)
+        var param = sched_param()
+        return sched_getparam(tid, &param) == 0 ? param.sched_priority : 0
+        #else
+        return 0
         #endif
     }
 
@@ -81,7 +96,7 @@ final class TailPriority: @unchecked Sendable {
     /// tenth of a second of folding, more than the largest group commit (8,192 events) holds.
     static let behindBatches = 32
     private let lock = NSLock()
-    private var threads: [Int32] = []
+    private var threads: [(tid: Int32, rank: Int32)] = []
     private var level: ThreadPriority?
     private var fullInARow = 0
 
@@ -91,15 +106,20 @@ final class TailPriority: @unchecked Sendable {
     var current: ThreadPriority? { lock.withLock { level } }
 
     /// The registered threads.
-    var threadIDs: [Int32] { lock.withLock { threads } }
+    var threadIDs: [Int32] { lock.withLock { threads.map(\.tid) } }
 
-    /// Adds the calling thread and gives it the tail's current scheduling.
-    func register() {
+    /// Adds the calling thread, named `name` (as `top -H` and `perf` show it), at real-time
+    /// priority `rank`, and gives it the tail's current scheduling.
+    func register(_ name: String, rank: Int32) {
         let tid = ThreadPriority.currentThreadID
+        #if os(Linux)
+        // (Foundation's `Thread.name` does not reach the kernel's name here.)
+        try? Data(name.prefix(15).utf8).write(to: URL(fileURLWithPath: "/proc/self/task/\(tid)/comm"))
+        #endif
         lock.withLock {
-            threads.append(tid)
+            threads.append((tid, rank))
             let wanted = level ?? initial
-            let got = ThreadPriority.apply(wanted, tid: tid)
+            let got = ThreadPriority.apply(wanted, tid: tid, rank: rank)
             if wanted == .realtime && got != .realtime { realtimeRefused = true }
             if level == nil { level = got }
         }
@@ -133,7 +153,7 @@ final class TailPriority: @unchecked Sendable {
             // Real time refused (no privilege): stay raised rather than ask at every batch.
             if wanted == .realtime && level == .raised && realtimeRefused { return }
             var got = wanted
-            for tid in threads { got = ThreadPriority.apply(wanted, tid: tid) }
+            for t in threads { got = ThreadPriority.apply(wanted, tid: t.tid, rank: t.rank) }
             if wanted == .realtime && got != .realtime { realtimeRefused = true }
             level = got
         }

@@ -91,7 +91,7 @@ import Testing
             let tid = ThreadPriority.currentThreadID
             func note(_ p: TailPriority) { seen.set(seen.get() + ["\(p.current!) \(ThreadPriority.current(tid: tid))"]) }
             let p = TailPriority(.realtime)
-            p.register()
+            p.register("test-tail", rank: 2)
             let permitted = p.current == .realtime
             note(p)
             for _ in 0..<TailPriority.behindBatches - 1 { p.paced(fetched: 256, limit: 256) }
@@ -105,7 +105,7 @@ import Testing
             p.demote()
             note(p)  // before an adoption's catch-up
             let q = TailPriority(.raised)
-            q.register()
+            q.register("test-tail", rank: 1)
             q.paced(fetched: 0, limit: 256)
             note(q)
             ThreadPriority.apply(.normal, tid: tid)
@@ -123,7 +123,7 @@ import Testing
         #expect(s[8] == "normal", "\(s)")
     }
 
-    /// The server's tail under `realtime`: its three threads (tail, committer, helper) run
+    /// The server's tail under `realtime`: its four threads (tail, committer, helper, reader) run
     /// under one scheduling, and the views equal a replay.
     @Test func aRealtimeTailFoldsLikeAReplay() async throws {
         let s = try Scratch()
@@ -135,8 +135,14 @@ import Testing
         let level = try #require(views.priority.current)
         #expect(level == .realtime || level == .raised, "\(level)")
         let threads = views.priority.threadIDs
-        #expect(threads.count == 3 && threads.allSatisfy { ThreadPriority.current(tid: $0) == level },
+        #expect(threads.count == 4 && threads.allSatisfy { ThreadPriority.current(tid: $0) == level },
                 "\(threads.map { ThreadPriority.current(tid: $0) }) against \(level)")
+        // By stage: the committer and its helper first, then the fold, then the reader (all at
+        // priority 1 where the limit allows no more).
+        let ranks = threads.map { ThreadPriority.realtimeRank(tid: $0) }.sorted()
+        if level == .realtime { #expect(ranks == [1, 2, 3, 3] || ranks == [1, 1, 1, 1], "\(ranks)") }
+        let names = threads.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+        #expect(Set(names.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }) == ["views-tail", "views-commit", "views-helper", "views-reader"])
         tail.cancel()
         try? await tail.value
         #expect(caughtUp, "the tail applied \(views.runner.appliedSeq) of \(last)")
