@@ -76,6 +76,17 @@ public final class LiveViews: @unchecked Sendable {
         return (g, try ProjectionRunner(log: log, generation: g), try ProfileReader(g))
     }
 
+    /// How the tail's threads are scheduled now (nil before `run` starts them): `realtime`
+    /// while it keeps up, `raised` while it is behind or where real time is not permitted.
+    public var tailSchedulingNow: TailScheduling? {
+        switch priority.current {
+        case .realtime: .realtime
+        case .raised: .raised
+        case .normal: .normal
+        case nil: nil
+        }
+    }
+
     public var generation: ViewGeneration { lock.withLock { live.generation } }
     public var runner: ProjectionRunner { lock.withLock { live.runner } }
     public var profiles: ProfileReader { lock.withLock { live.profiles } }

@@ -69,6 +69,9 @@ import Testing
         let metrics = try await HTTP.request(port: port, .get, "/metrics").text
         #expect(metrics.contains("touchstone_projection_lag_seconds"))
         #expect(metrics.contains(#"touchstone_projection_events_total{projection="profiles"} 7"#))
+        // The tail is caught up: real time (the default), or raised where that is not permitted.
+        let level = metrics.split(separator: "\n").first { $0.hasPrefix("touchstone_views_tail_scheduling{") && ($0.hasSuffix(" 1.0") || $0.hasSuffix(" 1")) }
+        #expect(level?.contains(#"level="realtime""#) == true || level?.contains(#"level="raised""#) == true, "\(String(describing: level))")
 
         try await server.stop()
         // The CLI reads the same views.

@@ -1,6 +1,7 @@
 import EventLog
 import Foundation
 import Metrics
+import Projections
 import Prometheus
 
 /// Touchstone's metrics, exported at `GET /metrics` in Prometheus text format. Recorded
@@ -44,6 +45,7 @@ public final class ServerMetrics: @unchecked Sendable {
         "touchstone_projection_failures_total": "Events a projection could not apply (recorded and skipped), by projection.",
         "touchstone_projection_applied_seq": "The highest seq every projection of the live views has applied.",
         "touchstone_projection_failures": "Events recorded as failed in the live views, all projections.",
+        "touchstone_views_tail_scheduling": "How the views' tail threads are scheduled now (1 for the current level): realtime while they keep up, raised while behind or where real time is not permitted.",
     ]
 
     public init() {
@@ -105,9 +107,14 @@ public final class ServerMetrics: @unchecked Sendable {
     }
 
     /// Sets the views gauges (called when `/metrics` is scraped).
-    public func views(appliedSeq: UInt64, failures: Int) {
+    public func views(appliedSeq: UInt64, failures: Int, tailScheduling: TailScheduling?) {
         gauge("touchstone_projection_applied_seq", []).record(Double(appliedSeq))
         gauge("touchstone_projection_failures", []).record(failures)
+        if let tailScheduling {
+            for level in TailScheduling.allCases {
+                gauge("touchstone_views_tail_scheduling", [("level", level.rawValue)]).record(level == tailScheduling ? 1 : 0)
+            }
+        }
     }
 
     /// Sets the log gauges from `stats` (called when `/metrics` is scraped).

@@ -26,7 +26,8 @@ public struct OperationsRoutes: Sendable {
         router.get("/metrics") { _, context in
             do {
                 metrics.log(try log.stats())
-                metrics.views(appliedSeq: views.runner.appliedSeq, failures: try views.generation.failureCount())
+                metrics.views(appliedSeq: views.runner.appliedSeq, failures: try views.generation.failureCount(),
+                              tailScheduling: views.tailSchedulingNow)
                 metrics.heap()
             } catch {
                 context.logger.warning("log stats unavailable", metadata: ["error": "\(error)"])
