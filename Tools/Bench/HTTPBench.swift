@@ -67,6 +67,7 @@ struct HTTPBench: ParsableCommand {
                              seconds: seconds, messagesPerRequest: batchSize, corpus: corpus, single: false,
                              serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("batches of \(batchSize)", connections))
+            if let split = r.cpuSplit("batch load") { lagLines.append(split) }
             if let probe {
                 let h = probe.stop()
                 lagLines.append("commit-to-visible under the batch load (\(h.totalCount) probes, \(probe.failures) failed\(probe.firstFailure.map { ": first " + $0 } ?? "")): p50 \(fmt(Double(h.valueAtPercentile(50)) / 1000, 2)) ms, p99 \(fmt(Double(h.valueAtPercentile(99)) / 1000, 2)) ms, max \(fmt(Double(h.max) / 1000, 2)) ms (ack → profile answer: includes the read request's own trip through the loaded server)")
@@ -78,6 +79,7 @@ struct HTTPBench: ParsableCommand {
                              seconds: seconds, messagesPerRequest: 1, corpus: corpus, single: true,
                              serverPID: server?.process.processIdentifier).run()
             rows.append(r.row("single track calls", connections))
+            if let split = r.cpuSplit("track load") { lagLines.append(split) }
             lagLine("track load", r.lag)
         }
         if mode == "healthz" {
@@ -258,6 +260,19 @@ struct Load {
         var serverCPUSeconds: Double?
         /// The server's commit-to-visible lag of every event in the measured window.
         var lag: LagHistogram?
+        /// The server's CPU seconds over the measured window by thread group (`threadGroups`).
+        var cpuByGroup: [String: Double]?
+
+        /// Where the server's CPU went, per event (per request for a workload without events).
+        func cpuSplit(_ name: String) -> String? {
+            guard let groups = cpuByGroup, let total = serverCPUSeconds, total > 0 else { return nil }
+            let units = Double(max(events > 0 ? events : requests, 1))
+            let part = { (g: String) in "\(g) \(fmt((groups[g] ?? 0) * 1e6 / units, 1)) (\(fmt(100 * (groups[g] ?? 0) / total, 0)) %)" }
+            let other = max(0, total - groups.values.reduce(0, +))
+            return "server CPU µs per \(events > 0 ? "event" : "request") by thread under the \(name): "
+                + BenchServer.threadGroups.map { part($0.group) }.joined(separator: ", ")
+                + ", other (log writer, dispatch pool) \(fmt(other * 1e6 / units, 1)) (\(fmt(100 * other / total, 0)) %)"
+        }
 
         func row(_ name: String, _ connections: Int) -> String {
             let ms = { (p: Double) in fmt(Double(histogram.valueAtPercentile(p)) / 1000, 2) }
@@ -292,6 +307,7 @@ struct Load {
         }
         // The server's CPU over the measured window: sampled when the warm-up ends and at the end.
         var cpuStart: Double?, cpuEnd: Double?
+        var threadsStart: [Int32: (group: String, seconds: Double)] = [:], threadsEnd = threadsStart
         var lagStart: LagHistogram?, lagEnd: LagHistogram?
         if let serverPID {
             let serverCPU = { BenchServer.cpuSeconds(pid: serverPID) }
@@ -301,9 +317,11 @@ struct Load {
             }
             sleepUntil(warmEnd)
             cpuStart = serverCPU()
+            threadsStart = BenchServer.threadCPU(pid: serverPID)
             lagStart = try? LagHistogram.scrape(port: port)
             sleepUntil(end)
             cpuEnd = serverCPU()
+            threadsEnd = BenchServer.threadCPU(pid: serverPID)
             lagEnd = try? LagHistogram.scrape(port: port)
         }
         group.wait()
@@ -317,6 +335,15 @@ struct Load {
         }
         total.seconds = seconds
         if let cpuStart, let cpuEnd { total.serverCPUSeconds = cpuEnd - cpuStart }
+        if !threadsEnd.isEmpty {
+            // Threads that live through the window (the event loops, the views' threads); one
+            // born in it counts whole. What exited meanwhile is left in "other".
+            var groups: [String: Double] = [:]
+            for (tid, t) in threadsEnd where !t.group.isEmpty {
+                groups[t.group, default: 0] += t.seconds - (threadsStart[tid]?.seconds ?? 0)
+            }
+            total.cpuByGroup = groups
+        }
         if let lagStart, let lagEnd { total.lag = lagEnd.minus(lagStart) }
         return total
     }
@@ -473,6 +500,27 @@ final class BenchServer {
     func readKey() -> String {
         ((try? run(binary, ["keys", "create", "--data", data, "--scope", "read", "--name", "bench-read-\(UInt32.random(in: 0 ... .max))"])) ?? "")
             .split(separator: "\n").last.map(String.init) ?? ""
+    }
+
+    /// The server's named threads, by the kernel name's prefix: NIO's event loops and the
+    /// views' tail (`views-reader`, `views-tail`, `views-commit`, `views-helper`).
+    static let threadGroups: [(prefix: String, group: String)] = [("NIO-", "event loops"), ("views-", "views tail")]
+
+    /// Each thread's group ("" for the rest) and user + system CPU seconds so far (Linux `/proc`).
+    static func threadCPU(pid: Int32) -> [Int32: (group: String, seconds: Double)] {
+        let dir = "/proc/\(pid)/task"
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [:] }
+        var out: [Int32: (group: String, seconds: Double)] = [:]
+        for t in tids {
+            guard let tid = Int32(t), let text = try? String(contentsOfFile: "\(dir)/\(t)/stat", encoding: .utf8),
+                  let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { continue }
+            let comm = String(text[text.index(after: open)..<close])
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            let group = threadGroups.first { comm.hasPrefix($0.prefix) }?.group ?? ""
+            out[tid] = (group, (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
+        }
+        return out
     }
 
     /// A process's user + system CPU seconds so far (Linux `/proc`), nil elsewhere.
