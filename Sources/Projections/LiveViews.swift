@@ -78,14 +78,7 @@ public final class LiveViews: @unchecked Sendable {
 
     /// How the tail's threads are scheduled now (nil before `run` starts them): `realtime`
     /// while it keeps up, `raised` while it is behind or where real time is not permitted.
-    public var tailSchedulingNow: TailScheduling? {
-        switch priority.current {
-        case .realtime: .realtime
-        case .raised: .raised
-        case .normal: .normal
-        case nil: nil
-        }
-    }
+    public var tailSchedulingNow: TailScheduling? { priority.current }
 
     public var generation: ViewGeneration { lock.withLock { live.generation } }
     public var runner: ProjectionRunner { lock.withLock { live.runner } }

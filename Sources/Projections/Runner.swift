@@ -499,21 +499,19 @@ final class BlockingQueue<Item>: @unchecked Sendable {
         return true
     }
 
-    func take() -> Item {
-        condition.lock()
-        defer { condition.unlock() }
-        while items.isEmpty { condition.wait() }
-        let item = items.removeFirst()
-        condition.broadcast()
-        return item
-    }
+    func take() -> Item { take(until: nil)! }
 
     /// The next item, or nil when none came within `waiting`.
     func take(waiting: Duration) -> Item? {
-        let deadline = Date(timeIntervalSinceNow: Double(waiting.components.seconds) + Double(waiting.components.attoseconds) / 1e18)
+        take(until: Date(timeIntervalSinceNow: Double(waiting.components.seconds) + Double(waiting.components.attoseconds) / 1e18))
+    }
+
+    /// (nil: no deadline. `Date.distantFuture` would trap converting to a `timespec`.)
+    private func take(until deadline: Date?) -> Item? {
         condition.lock()
         defer { condition.unlock() }
         while items.isEmpty {
+            guard let deadline else { condition.wait(); continue }
             if !condition.wait(until: deadline) && items.isEmpty { return nil }
         }
         let item = items.removeFirst()

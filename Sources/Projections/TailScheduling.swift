@@ -5,19 +5,20 @@ import Glibc
 @_silgen_name("gettid") private func glibcGettid() -> Int32
 #endif
 
-/// How the views' tail threads are scheduled (`views.tailScheduling`).
+/// How the views' tail threads are scheduled (`views.tailScheduling`), and how one thread is.
 ///
 /// Under full ingest load the tail competes with the HTTP event loops for the cores. A commit
 /// group of a thousand events lands at once and the tail folds it in batches; every moment a
 /// batch waits for a core is added to the commit-to-visible lag of all its events. Measured
 /// under the HTTP batch benchmark (2 cores, 32 connections): with the tail threads at nice −10
-/// they still waited in the run queue ≈ 0.6 ms for every 1 ms they ran, and 36–43 % of events
-/// were visible within 20 ms; as real-time threads, 72–84 %, at the same throughput.
+/// they still waited in the run queue ≈ 0.6 ms for every 1 ms they ran, and 31–53 % of events
+/// were visible within 20 ms; as real-time threads ranked by stage, 76–94 % (README).
 public enum TailScheduling: String, Sendable, CaseIterable {
-    /// Real-time (`SCHED_FIFO`, priority 1) while the tail keeps up; where the process may not
-    /// (no root, `CAP_SYS_NICE` or `RLIMIT_RTPRIO`), as `raised`. When the tail falls behind
-    /// (a backlog after a restart, or a load it cannot follow) it drops to `raised` until it
-    /// has caught up, so a long fold never takes the cores from the HTTP handlers.
+    /// Real-time (`SCHED_FIFO`, priority 1–3 by pipeline stage) while the tail keeps up; where
+    /// the process may not (no root, `CAP_SYS_NICE` or `RLIMIT_RTPRIO`), as `raised`. When the
+    /// tail falls behind (a backlog after a restart, or a load it cannot follow) it drops to
+    /// `raised` until it has caught up, so a long fold never takes the cores from the HTTP
+    /// handlers.
     case realtime
     /// nice −10 where the process may (`RLIMIT_NICE`), else the default.
     case raised
@@ -25,16 +26,14 @@ public enum TailScheduling: String, Sendable, CaseIterable {
     case normal
 }
 
-/// Scheduling of one thread.
-enum ThreadPriority: Equatable {
-    case realtime, raised, normal
-
+/// Scheduling of one thread, as a `TailScheduling` level.
+enum ThreadPriority {
     /// Applies to thread `tid` (a thread of this process); returns what took effect.
     /// `rank` is the real-time priority (1 and up): a pipeline's later stages rank higher, so
     /// the batch nearest to being visible runs first (`SCHED_FIFO` does not share a core
     /// between threads of one priority). Where the limit allows less, priority 1.
     @discardableResult
-    static func apply(_ wanted: ThreadPriority, tid: Int32, rank: Int32 = 1) -> ThreadPriority {
+    static func apply(_ wanted: TailScheduling, tid: Int32, rank: Int32 = 1) -> TailScheduling {
         #if os(Linux)
         if wanted == .realtime {
             var param = sched_param(sched_priority: rank)
@@ -73,7 +72,7 @@ enum ThreadPriority: Equatable {
     }
 
     /// The scheduling thread `tid` runs under now (for tests and the log).
-    static func current(tid: Int32) -> ThreadPriority {
+    static func current(tid: Int32) -> TailScheduling {
         #if os(Linux)
         let policy = sched_getscheduler(tid)
         if policy == SCHED_FIFO || policy == SCHED_RR { return .realtime }
@@ -86,8 +85,8 @@ enum ThreadPriority: Equatable {
     }
 }
 
-/// The tail's threads (the tail itself, the committer and its helper) and the scheduling they
-/// run under: `realtime` while the tail keeps up, `raised` once it has folded
+/// The tail's threads (reader, fold, committer and its helper) and the scheduling they run
+/// under: `realtime` while the tail keeps up, `raised` once it has folded
 /// `behindBatches` full batches in a row (it is behind), `realtime` again at the first batch
 /// that is not full (it has caught up). Only the tail thread calls `paced` and `demote`.
 final class TailPriority: @unchecked Sendable {
@@ -97,13 +96,15 @@ final class TailPriority: @unchecked Sendable {
     static let behindBatches = 32
     private let lock = NSLock()
     private var threads: [(tid: Int32, rank: Int32)] = []
-    private var level: ThreadPriority?
+    private var level: TailScheduling?
+    /// Real time was refused (no privilege): the threads stay raised rather than ask again.
+    private var realtimeRefused = false
     private var fullInARow = 0
 
     init(_ scheduling: TailScheduling) { self.scheduling = scheduling }
 
     /// What the threads run under now (nil before the first `register`).
-    var current: ThreadPriority? { lock.withLock { level } }
+    var current: TailScheduling? { lock.withLock { level } }
 
     /// The registered threads.
     var threadIDs: [Int32] { lock.withLock { threads.map(\.tid) } }
@@ -118,18 +119,10 @@ final class TailPriority: @unchecked Sendable {
         #endif
         lock.withLock {
             threads.append((tid, rank))
-            let wanted = level ?? initial
+            let wanted = level ?? scheduling
             let got = ThreadPriority.apply(wanted, tid: tid, rank: rank)
             if wanted == .realtime && got != .realtime { realtimeRefused = true }
             if level == nil { level = got }
-        }
-    }
-
-    private var initial: ThreadPriority {
-        switch scheduling {
-        case .realtime: .realtime
-        case .raised: .raised
-        case .normal: .normal
         }
     }
 
@@ -147,18 +140,16 @@ final class TailPriority: @unchecked Sendable {
         set(.raised)
     }
 
-    private func set(_ wanted: ThreadPriority) {
+    private func set(_ wanted: TailScheduling) {
         lock.withLock {
             guard level != nil, level != wanted else { return }
-            // Real time refused (no privilege): stay raised rather than ask at every batch.
-            if wanted == .realtime && level == .raised && realtimeRefused { return }
+            if wanted == .realtime && realtimeRefused { return }
             var got = wanted
             for t in threads { got = ThreadPriority.apply(wanted, tid: t.tid, rank: t.rank) }
             if wanted == .realtime && got != .realtime { realtimeRefused = true }
             level = got
         }
     }
-    private var realtimeRefused = false
 }
 
 /// A thread running jobs one at a time, in order, until its owner goes away.

@@ -512,25 +512,23 @@ final class BenchServer {
         guard let tids = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [:] }
         var out: [Int32: (group: String, seconds: Double)] = [:]
         for t in tids {
-            guard let tid = Int32(t), let text = try? String(contentsOfFile: "\(dir)/\(t)/stat", encoding: .utf8),
-                  let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { continue }
-            let comm = String(text[text.index(after: open)..<close])
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
-            let group = threadGroups.first { comm.hasPrefix($0.prefix) }?.group ?? ""
-            out[tid] = (group, (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
+            guard let tid = Int32(t), let (comm, seconds) = stat("\(dir)/\(t)/stat") else { continue }
+            out[tid] = (threadGroups.first { comm.hasPrefix($0.prefix) }?.group ?? "", seconds)
         }
         return out
     }
 
     /// A process's user + system CPU seconds so far (Linux `/proc`), nil elsewhere.
-    static func cpuSeconds(pid: Int32) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
+    static func cpuSeconds(pid: Int32) -> Double? { stat("/proc/\(pid)/stat")?.seconds }
+
+    /// The command name and user + system CPU seconds of a `/proc` `stat` file.
+    private static func stat(_ path: String) -> (comm: String, seconds: Double)? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { return nil }
         // After the command name: state is field 3, utime and stime fields 14 and 15.
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        return (String(text[text.index(after: open)..<close]), (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
     }
 
     func stats() throws -> String {
