@@ -157,22 +157,25 @@ public struct EnvelopeBuilder: Sendable {
         let messageId = field(4)?.scalarText.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString.lowercased()
         let channel = field(5)?["channel"]?.stringValue ?? source.channel
 
-        var body = BinaryObjectBuilder(capacity: message.count + 96)
+        // The stored body: the log's form, without container sizes (see `BinaryTag`).
+        var body = BinaryObjectBuilder(capacity: message.count + 96, sized: false)
         var sawMessageId = false
-        message.withUnsafeBufferPointer { b in
-            for (start, keyRange, end) in members {
+        let whole: Bool = message.withUnsafeBufferPointer { b in
+            for (start, keyRange, _) in members {
                 let key = UnsafeBufferPointer(rebasing: b[keyRange])
-                let value = UnsafeBufferPointer(rebasing: b[keyRange.upperBound..<end])
                 switch EnvelopeBuilder.ownedKey(key) {
                 case .owned: continue  // envelope-owned; never store a key
                 case .timestamp:
                     // Kept only when corrected, as the client's original time.
-                    if eventTime != original, originalField == "timestamp" { body.append(key: "originalTimestamp", value: value) }
+                    if eventTime != original, originalField == "timestamp",
+                       !body.appendUnsized(key: "originalTimestamp", b, value: keyRange.upperBound) { return false }
                 case .messageId: sawMessageId = true; body.append(key: "messageId", string: messageId)
-                case .other: body.appendMember(UnsafeBufferPointer(rebasing: b[start..<end]))
+                case .other: if !body.appendUnsized(b, member: start, value: keyRange.upperBound) { return false }
                 }
             }
+            return true
         }
+        guard whole else { return .failure(Rejection(code: "invalid", message: "the message's binary form is cut short")) }
         if !sawMessageId { body.append(key: "messageId", string: messageId) }
         body.append(key: "source", string: source.name)
         body.append(key: "channel", string: channel)

@@ -62,7 +62,7 @@ public struct Event: Sendable, Equatable {
     }
 
     public init(seq: UInt64, type: EventType, timestamp: Micros, receivedAt: Micros, body: JSON) {
-        self.init(seq: seq, type: type, timestamp: timestamp, receivedAt: receivedAt, payload: body.binary)
+        self.init(seq: seq, type: type, timestamp: timestamp, receivedAt: receivedAt, payload: body.unsizedBinary)
     }
 
     /// A lazy view of the body: looks fields up without decoding the rest.

@@ -171,7 +171,7 @@ extension EventLog {
                                     ("requested_by", .string(actor))])),
         ])
         let event = PreparedEvent(type: .system, timestamp: receivedAt, receivedAt: receivedAt, source: "admin",
-                                  messageId: "erasure-\(profileID)-\(receivedAt)", payload: body.binary, inputBytes: 0)
+                                  messageId: "erasure-\(profileID)-\(receivedAt)", payload: body.unsizedBinary, inputBytes: 0)
         let outcome = try append([event])
         try recordAudit(actor: actor, action: "erase", detail: "profile \(profileID), \(identifiers.count) identifiers suppressed, seq \(outcome[0].seq)", time: receivedAt)
         return outcome[0].seq

@@ -14,7 +14,7 @@ extension PreparedEvent {
                               messageId: String = UUID().uuidString.lowercased()) -> PreparedEvent {
         let body = JSON.object([("event", .string(name)), ("properties", properties), ("messageId", .string(messageId)),
                                 ("source", .string(systemSource)), ("channel", .string("system"))])
-        let payload = body.binary
+        let payload = body.unsizedBinary  // the log's form
         return PreparedEvent(type: .system, timestamp: timestamp ?? receivedAt, receivedAt: receivedAt, source: systemSource,
                              messageId: messageId, payload: payload, inputBytes: payload.count)
     }

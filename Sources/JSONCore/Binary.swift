@@ -5,6 +5,26 @@
 //
 //   0 null · 1 false · 2 true · 3 int(zigzag varint) · 4 double(8 bytes LE)
 //   5 string(len, utf8) · 6 array(count, items) · 7 object(count, (len, key utf8, value)*)
+//   8 sized array(size, count, items) · 9 sized object(size, count, (len, key utf8, value)*)
+//
+// A sized container's size is the number of its bytes after the size itself (its count and
+// items), so a reader that does not want a member or an element jumps over it instead of
+// walking it. In memory — a request body being split, validated and enveloped — containers
+// of 128 bytes or more carry their size (see `BinaryContainer.sizedFrom`). The log stores the
+// unsized form (`unsizedBinary`, `JSONView.appendUnsized`): a size is a number compression
+// can do little with, and 4 more bytes an event moved the log's blocks of 16 past a third
+// of an LMDB page. Readers take either form.
+
+/// The binary form's container tags.
+public enum BinaryTag {
+    public static let array: UInt8 = 6
+    public static let object: UInt8 = 7
+    public static let sizedArray: UInt8 = 8
+    public static let sizedObject: UInt8 = 9
+
+    @inlinable @inline(__always) public static func isArray(_ t: UInt8) -> Bool { t == array || t == sizedArray }
+    @inlinable @inline(__always) public static func isObject(_ t: UInt8) -> Bool { t == object || t == sizedObject }
+}
 
 /// Why a byte sequence is not a valid binary JSON value.
 public struct BinaryJSONError: Error, Sendable, CustomStringConvertible {
@@ -29,17 +49,43 @@ extension JSON {
             Varint.write(UInt64(s.utf8.count), to: &out)
             out.append(contentsOf: s.utf8)
         case .array(let a):
-            out.append(6)
-            Varint.write(UInt64(a.count), to: &out)
+            let at = BinaryContainer.begin(BinaryTag.sizedArray, in: &out)
             for v in a { v.encodeBinary(into: &out) }
+            BinaryContainer.end(count: a.count, at: at, in: &out)
         case .object(let o):
-            out.append(7)
-            Varint.write(UInt64(o.count), to: &out)
+            let at = BinaryContainer.begin(BinaryTag.sizedObject, in: &out)
             for (k, v) in o {
                 Varint.write(UInt64(k.utf8.count), to: &out)
                 out.append(contentsOf: k.utf8)
                 v.encodeBinary(into: &out)
             }
+            BinaryContainer.end(count: o.count, at: at, in: &out)
+        }
+    }
+
+    /// The binary form without any container's size (tags 6 and 7 only): what the log stores.
+    public var unsizedBinary: [UInt8] {
+        var out: [UInt8] = []
+        encodeUnsized(into: &out)
+        return out
+    }
+
+    private func encodeUnsized(into out: inout [UInt8]) {
+        switch self {
+        case .array(let a):
+            out.append(BinaryTag.array)
+            Varint.write(UInt64(a.count), to: &out)
+            for v in a { v.encodeUnsized(into: &out) }
+        case .object(let o):
+            out.append(BinaryTag.object)
+            Varint.write(UInt64(o.count), to: &out)
+            for (k, v) in o {
+                Varint.write(UInt64(k.utf8.count), to: &out)
+                out.append(contentsOf: k.utf8)
+                v.encodeUnsized(into: &out)
+            }
+        default:
+            encodeBinary(into: &out)
         }
     }
 
@@ -62,21 +108,32 @@ extension JSON {
             return .int(Int64(bitPattern: (z >> 1) ^ (0 &- (z & 1))))
         case 4: return .double(Double(bitPattern: try reader.uint64LE()))
         case 5: return .string(try reader.string())
-        case 6:
-            let n = try reader.count()
-            var items: [JSON] = []
-            items.reserveCapacity(n)
-            for _ in 0..<n { items.append(try decodeBinary(&reader)) }
-            return .array(items)
-        case 7:
-            let n = try reader.count()
-            var members: [(String, JSON)] = []
-            members.reserveCapacity(n)
-            for _ in 0..<n {
-                let k = try reader.string()
-                members.append((k, try decodeBinary(&reader)))
+        case 6, 7, 8, 9:
+            var end: Int?
+            if tag >= 8 {
+                let size = try reader.count()
+                end = reader.offset + size
             }
-            return .object(members)
+            let n = try reader.count()
+            let value: JSON
+            if tag == 6 || tag == 8 {
+                var items: [JSON] = []
+                items.reserveCapacity(n)
+                for _ in 0..<n { items.append(try decodeBinary(&reader)) }
+                value = .array(items)
+            } else {
+                var members: [(String, JSON)] = []
+                members.reserveCapacity(n)
+                for _ in 0..<n {
+                    let k = try reader.string()
+                    members.append((k, try decodeBinary(&reader)))
+                }
+                value = .object(members)
+            }
+            if let end, reader.offset != end {
+                throw BinaryJSONError(message: "a container's size does not match its contents (ends at \(reader.offset), not \(end))")
+            }
+            return value
         default: throw BinaryJSONError(message: "unknown tag \(tag)")
         }
     }
@@ -91,6 +148,51 @@ extension JSON {
             } catch { return .failure(error) }
         }
         return try result.get()
+    }
+}
+
+/// Writing a container whose size and count are known only once its items are written.
+enum BinaryContainer {
+    /// Appends `tag` (a sized one) and one byte each for the size and the count; returns where
+    /// the size is.
+    @inline(__always)
+    static func begin(_ tag: UInt8, in out: inout [UInt8]) -> Int {
+        out.append(tag)
+        out.append(0)
+        out.append(0)
+        return out.count - 2
+    }
+
+    /// Containers whose count and items take fewer bytes than this are written without their
+    /// size (tags 6 and 7): walking one costs about what a jump saves.
+    static let sizedFrom = 128
+
+    /// Writes the count, then the size (every byte after the size's), where `begin` reserved
+    /// them; a value of 128 or more takes more bytes, and what follows moves up. A container
+    /// under `sizedFrom` bytes drops its size instead and takes the tag without one.
+    @inline(__always)
+    static func end(count: Int, at: Int, in out: inout [UInt8]) {
+        patch(count, at: at + 1, in: &out)
+        let size = out.count - (at + 1)
+        if size < sizedFrom {
+            out[at - 1] -= 2  // the unsized tag
+            out.remove(at: at)
+            return
+        }
+        patch(size, at: at, in: &out)
+    }
+
+    /// Writes `value` at `at`, where one byte was reserved for it.
+    @inline(__always)
+    static func patch(_ value: Int, at: Int, in out: inout [UInt8]) {
+        if value < 0x80 {
+            out[at] = UInt8(value)
+            return
+        }
+        var varint: [UInt8] = []
+        Varint.write(UInt64(value), to: &varint)
+        out[at] = varint[0]
+        out.insert(contentsOf: varint[1...], at: at + 1)
     }
 }
 

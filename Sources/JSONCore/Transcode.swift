@@ -52,29 +52,18 @@ extension ByteParser {
         }
     }
 
-    /// Writes `count` at `at`, where one byte was reserved for it (a count of 128 or more
-    /// takes more bytes: the members written after it move up).
-    @inline(__always)
-    static func patchCount(_ count: Int, at: Int, in out: inout [UInt8]) {
-        if count < 0x80 {
-            out[at] = UInt8(count)
-            return
-        }
-        var varint: [UInt8] = []
-        Varint.write(UInt64(count), to: &varint)
-        out[at] = varint[0]
-        out.insert(contentsOf: varint[1...], at: at + 1)
-    }
-
     mutating func transcodeObject(into out: inout [UInt8]) throws(JSONParseError) {
         try enter()
         i += 1
-        out.append(7)
-        let countAt = out.count
-        out.append(0)
+        let at = BinaryContainer.begin(BinaryTag.sizedObject, in: &out)
         var count = 0
         skipWS()
-        if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; depth -= 1; return }
+        if i < b.count, b[i] == UInt8(ascii: "}") {
+            i += 1
+            depth -= 1
+            BinaryContainer.end(count: 0, at: at, in: &out)
+            return
+        }
         while true {
             skipWS()
             guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -92,18 +81,21 @@ extension ByteParser {
             throw fail("expected ',' or '}' in object")
         }
         depth -= 1
-        ByteParser.patchCount(count, at: countAt, in: &out)
+        BinaryContainer.end(count: count, at: at, in: &out)
     }
 
     mutating func transcodeArray(into out: inout [UInt8]) throws(JSONParseError) {
         try enter()
         i += 1
-        out.append(6)
-        let countAt = out.count
-        out.append(0)
+        let at = BinaryContainer.begin(BinaryTag.sizedArray, in: &out)
         var count = 0
         skipWS()
-        if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; depth -= 1; return }
+        if i < b.count, b[i] == UInt8(ascii: "]") {
+            i += 1
+            depth -= 1
+            BinaryContainer.end(count: 0, at: at, in: &out)
+            return
+        }
         while true {
             skipWS()
             try transcodeValue(into: &out)
@@ -115,7 +107,7 @@ extension ByteParser {
             throw fail("expected ',' or ']' in array")
         }
         depth -= 1
-        ByteParser.patchCount(count, at: countAt, in: &out)
+        BinaryContainer.end(count: count, at: at, in: &out)
     }
 
     /// A string (the cursor on its opening quote) as its length and UTF-8 bytes — a string
@@ -155,24 +147,49 @@ func isValidUTF8(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
     String(validating: s, as: UTF8.self) != nil
 }
 
-/// Builds a binary JSON object member by member, the count written when done: for
+/// Builds a binary JSON object member by member, its count (and size) written when done: for
 /// rewriting an object held in binary form (copying most members' bytes as they are)
 /// without decoding it.
 public struct BinaryObjectBuilder {
     private var out: [UInt8]
     private var count = 0
+    private let sized: Bool
 
-    public init(capacity: Int) {
+    /// `sized: false` builds the log's form: the object without its size (tag 7), and
+    /// members appended with `appendUnsized` lose theirs.
+    public init(capacity: Int, sized: Bool = true) {
         out = []
         out.reserveCapacity(capacity + 16)
-        out.append(7)
-        out.append(0)
+        self.sized = sized
+        if sized {
+            _ = BinaryContainer.begin(BinaryTag.sizedObject, in: &out)
+        } else {
+            out.append(BinaryTag.object)
+            out.append(0)
+        }
     }
 
     /// One member already in binary form: its key's length and bytes, then its value.
     public mutating func appendMember(_ member: UnsafeBufferPointer<UInt8>) {
         out.append(contentsOf: member)
         count += 1
+    }
+
+    /// One member of the binary object in `b` (its key's length at `start`, its value at
+    /// `value`), its value in the unsized form; false when the bytes are cut short.
+    public mutating func appendUnsized(_ b: UnsafeBufferPointer<UInt8>, member start: Int, value: Int) -> Bool {
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<value]))
+        guard JSONView.appendUnsized(b, value, to: &out) != nil else { return false }
+        count += 1
+        return true
+    }
+
+    /// A member from a key and the value at `value` in `b`, in the unsized form.
+    public mutating func appendUnsized(key: String, _ b: UnsafeBufferPointer<UInt8>, value: Int) -> Bool {
+        appendKey(key)
+        guard JSONView.appendUnsized(b, value, to: &out) != nil else { return false }
+        count += 1
+        return true
     }
 
     /// A member from a key and a value already in binary form.
@@ -204,7 +221,11 @@ public struct BinaryObjectBuilder {
 
     /// The object's bytes.
     public mutating func finish() -> [UInt8] {
-        ByteParser.patchCount(count, at: 1, in: &out)
+        if sized {
+            BinaryContainer.end(count: count, at: 1, in: &out)
+        } else {
+            BinaryContainer.patch(count, at: 1, in: &out)
+        }
         return out
     }
 }

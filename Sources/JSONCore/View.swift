@@ -25,18 +25,18 @@ public struct JSONView: Sendable {
     @inlinable var tag: UInt8 { offset < bytes.count ? bytes[offset] : 0xFF }
 
     public var isNull: Bool { tag == 0 }
-    public var isObject: Bool { tag == 7 }
-    public var isArray: Bool { tag == 6 }
+    public var isObject: Bool { BinaryTag.isObject(tag) }
+    public var isArray: Bool { BinaryTag.isArray(tag) }
     public var isString: Bool { tag == 5 }
 
     /// The member `key` of an object (the last one, if repeated); nil otherwise.
     public subscript(key: String) -> JSONView? {
-        guard tag == 7 else { return nil }
+        guard isObject else { return nil }
         var key = key
         return key.withUTF8 { k in
             bytes.withUnsafeBufferPointer { b -> JSONView? in
-                var i = offset + 1
-                guard let n = JSONView.varint(b, &i) else { return nil }
+                guard let (n, first) = JSONView.header(b, offset, object: true) else { return nil }
+                var i = first
                 var found: Int?
                 for _ in 0..<n {
                     guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
@@ -76,10 +76,9 @@ public struct JSONView: Sendable {
     /// and the offset just past its value. For callers that read a few members and then copy
     /// the others, without walking the object twice.
     public func forEachMember(_ keys: KeyList, _ body: (Int?, Int, Range<Int>, Int) -> Void) {
-        guard tag == 7 else { return }
         bytes.withUnsafeBufferPointer { b in
-            var i = offset + 1
-            guard let n = JSONView.varint(b, &i) else { return }
+            guard let (n, first) = JSONView.header(b, offset, object: true) else { return }
+            var i = first
             for _ in 0..<n {
                 let start = i
                 guard let len = JSONView.varint(b, &i), i + len <= b.count, let end = JSONView.skip(b, i + len) else { return }
@@ -108,10 +107,10 @@ public struct JSONView: Sendable {
 
     /// The element at `index` of an array; nil otherwise or when out of range.
     public subscript(index: Int) -> JSONView? {
-        guard tag == 6, index >= 0 else { return nil }
+        guard index >= 0 else { return nil }
         return bytes.withUnsafeBufferPointer { b -> JSONView? in
-            var i = offset + 1
-            guard let n = JSONView.varint(b, &i), index < n else { return nil }
+            guard let (n, first) = JSONView.header(b, offset, object: false), index < n else { return nil }
+            var i = first
             for _ in 0..<index {
                 guard let next = JSONView.skip(b, i) else { return nil }
                 i = next
@@ -122,10 +121,9 @@ public struct JSONView: Sendable {
 
     /// The elements of an array (empty for anything else).
     public var elements: [JSONView] {
-        guard tag == 6 else { return [] }
-        return bytes.withUnsafeBufferPointer { b in
-            var i = offset + 1
-            guard let n = JSONView.varint(b, &i) else { return [] }
+        bytes.withUnsafeBufferPointer { b in
+            guard let (n, first) = JSONView.header(b, offset, object: false) else { return [] }
+            var i = first
             var out: [JSONView] = []
             out.reserveCapacity(n)
             for _ in 0..<n {
@@ -140,10 +138,9 @@ public struct JSONView: Sendable {
     /// Where each element of an array lies in `bytes` (empty for anything else): for callers
     /// that need both a view of each element and its bytes, without skipping it twice.
     public var elementSpans: [Range<Int>] {
-        guard tag == 6 else { return [] }
-        return bytes.withUnsafeBufferPointer { b in
-            var i = offset + 1
-            guard let n = JSONView.varint(b, &i) else { return [] }
+        bytes.withUnsafeBufferPointer { b in
+            guard let (n, first) = JSONView.header(b, offset, object: false) else { return [] }
+            var i = first
             var out: [Range<Int>] = []
             out.reserveCapacity(n)
             for _ in 0..<n {
@@ -157,10 +154,9 @@ public struct JSONView: Sendable {
 
     /// The members of an object in stored order (empty for anything else).
     public var members: [(String, JSONView)] {
-        guard tag == 7 else { return [] }
-        return bytes.withUnsafeBufferPointer { b in
-            var i = offset + 1
-            guard let n = JSONView.varint(b, &i) else { return [] }
+        bytes.withUnsafeBufferPointer { b in
+            guard let (n, first) = JSONView.header(b, offset, object: true) else { return [] }
+            var i = first
             var out: [(String, JSONView)] = []
             out.reserveCapacity(n)
             for _ in 0..<n {
@@ -260,6 +256,21 @@ public struct JSONView: Sendable {
     private static func compactLength(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int? {
         guard i < b.count else { return nil }
         let tag = b[i]
+        if BinaryTag.isArray(tag) || BinaryTag.isObject(tag) {
+            guard let (n, first) = header(b, i, object: BinaryTag.isObject(tag)) else { return nil }
+            i = first
+            var total = 2 + max(0, n - 1)
+            for _ in 0..<n {
+                if BinaryTag.isObject(tag) {
+                    guard let len = varint(b, &i), i + len <= b.count else { return nil }
+                    total += quotedLength(UnsafeBufferPointer(rebasing: b[i..<i + len])) + 1
+                    i += len
+                }
+                guard let l = compactLength(b, &i) else { return nil }
+                total += l
+            }
+            return total
+        }
         i += 1
         switch tag {
         case 0, 2: return 4
@@ -284,25 +295,6 @@ public struct JSONView: Sendable {
             guard let len = varint(b, &i), i + len <= b.count else { return nil }
             defer { i += len }
             return quotedLength(UnsafeBufferPointer(rebasing: b[i..<i + len]))
-        case 6:
-            guard let n = varint(b, &i) else { return nil }
-            var total = 2 + max(0, n - 1)
-            for _ in 0..<n {
-                guard let l = compactLength(b, &i) else { return nil }
-                total += l
-            }
-            return total
-        case 7:
-            guard let n = varint(b, &i) else { return nil }
-            var total = 2 + max(0, n - 1)
-            for _ in 0..<n {
-                guard let len = varint(b, &i), i + len <= b.count else { return nil }
-                total += quotedLength(UnsafeBufferPointer(rebasing: b[i..<i + len])) + 1
-                i += len
-                guard let l = compactLength(b, &i) else { return nil }
-                total += l
-            }
-            return total
         default: return nil
         }
     }
@@ -379,7 +371,61 @@ public struct JSONView: Sendable {
         return nil
     }
 
-    /// Offset just past the value starting at `i`, or nil if the bytes are cut short.
+    /// Appends the value at `at` in the unsized form (every container tag 6 or 7, as the log
+    /// stores it) and returns the offset past it; nil when cut short. An unsized container is
+    /// copied as it is: it holds no sized one (a sized container is at least 128 bytes, and so
+    /// is anything around it).
+    public static func appendUnsized(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, to out: inout [UInt8]) -> Int? {
+        guard at < b.count else { return nil }
+        let t = b[at]
+        guard t == BinaryTag.sizedArray || t == BinaryTag.sizedObject else {
+            guard let end = skip(b, at) else { return nil }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: b[at..<end]))
+            return end
+        }
+        guard let (n, first) = header(b, at, object: t == BinaryTag.sizedObject) else { return nil }
+        out.append(t - 2)
+        Varint.write(UInt64(n), to: &out)
+        var i = first
+        for _ in 0..<n {
+            if t == BinaryTag.sizedObject {
+                let keyAt = i
+                guard let len = varint(b, &i), len <= b.count - i else { return nil }
+                i += len
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: b[keyAt..<i]))
+            }
+            guard let next = appendUnsized(b, i, to: &out) else { return nil }
+            i = next
+        }
+        return i
+    }
+
+    /// This value's bytes in the unsized form (see `appendUnsized`).
+    public var unsizedBytes: [UInt8] {
+        bytes.withUnsafeBufferPointer { b in
+            var out: [UInt8] = []
+            return JSONView.appendUnsized(b, offset, to: &out) != nil ? out : [0]
+        }
+    }
+
+    /// The container at `at` when it is an object (`object`) or else an array: its count and
+    /// where its first member or element starts. Nil for any other value, or when cut short.
+    @inlinable @inline(__always)
+    public static func header(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, object: Bool) -> (count: Int, first: Int)? {
+        guard at < b.count else { return nil }
+        let t = b[at]
+        var i = at + 1
+        if t == (object ? BinaryTag.sizedObject : BinaryTag.sizedArray) {
+            guard let size = varint(b, &i), size <= b.count - i else { return nil }
+        } else if t != (object ? BinaryTag.object : BinaryTag.array) {
+            return nil
+        }
+        guard let n = varint(b, &i) else { return nil }
+        return (n, i)
+    }
+
+    /// Offset just past the value starting at `i`, or nil if the bytes are cut short: a jump
+    /// over a string or a container, a walk only over a container written without its size.
     @inlinable
     public static func skip(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
         guard start < b.count else { return nil }
@@ -388,8 +434,8 @@ public struct JSONView: Sendable {
         case 0, 1, 2: return i
         case 3: return skipVarint(b, i)
         case 4: return i + 8 <= b.count ? i + 8 : nil
-        case 5:
-            guard let len = varint(b, &i), i + len <= b.count else { return nil }
+        case 5, 8, 9:  // a string's length, a container's size
+            guard let len = varint(b, &i), len <= b.count - i else { return nil }
             return i + len
         case 6:
             guard let n = varint(b, &i) else { return nil }

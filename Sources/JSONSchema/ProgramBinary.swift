@@ -54,13 +54,13 @@ extension Program {
             guard let len = JSONView.varint(b, &i), i + len <= b.count else { return nil }
             if n.stringCount > 0 && !stringValid(UnsafeBufferPointer(rebasing: b[i..<i + len]), n) { return nil }
             end = i + len
-        case 6:
+        case 6, 8:
             if !t.contains(.array) { return nil }
             if n.array >= 0 {
                 guard let e = arrayValid(b, at, arrays[Int(n.array)]) else { return nil }
                 end = e
             }
-        case 7:
+        case 7, 9:
             if !t.contains(.object) { return nil }
             if n.object >= 0 {
                 guard let e = objectValid(b, at, objects[Int(n.object)]) else { return nil }
@@ -122,8 +122,8 @@ extension Program {
     /// nil when the object at `at` fails `o`; else the offset past it. One pass: required
     /// names are ticked off in a bit set while each member is checked.
     private func objectValid(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ o: ObjectInfo) -> Int? {
-        var i = at + 1
-        guard let count = JSONView.varint(b, &i) else { return nil }
+        guard let (count, first) = JSONView.header(b, at, object: true) else { return nil }
+        var i = first
         if o.minProperties >= 0 && count < o.minProperties { return nil }
         if o.maxProperties >= 0 && count > o.maxProperties { return nil }
         if o.requiredCount == 0 && !o.inspectsMembers { return JSONView.skip(b, at) }
@@ -181,8 +181,7 @@ extension Program {
 
     /// `objectValid` for an object schema requiring more than 64 names (rare): two passes.
     private func objectValidManyRequired(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ o: ObjectInfo) -> Int? {
-        var i = at + 1
-        guard let count = JSONView.varint(b, &i), count <= b.count - i else { return nil }
+        guard let (count, i) = JSONView.header(b, at, object: true), count <= b.count - i else { return nil }
         var keys: [(Int, Int)] = []
         keys.reserveCapacity(count)
         var j = i
@@ -204,8 +203,8 @@ extension Program {
 
     /// nil when the array at `at` fails `a`; else the offset past it.
     private func arrayValid(_ b: UnsafeBufferPointer<UInt8>, _ at: Int, _ a: ArrayInfo) -> Int? {
-        var i = at + 1
-        guard let count = JSONView.varint(b, &i) else { return nil }
+        guard let (count, first) = JSONView.header(b, at, object: false) else { return nil }
+        var i = first
         if a.minItems >= 0 && count < a.minItems { return nil }
         if a.maxItems >= 0 && count > a.maxItems { return nil }
         guard a.items >= 0 else { return JSONView.skip(b, at) }

@@ -143,11 +143,11 @@ public final class SchemaRegistry: Sendable {
             guard !b.isEmpty else { return false }
             var ok = true
             for s in all where ok { ok = program.isValid(roots[s], binary: b, at: 0) }
-            guard ok, b[0] == 7 else { return ok }
+            guard ok, BinaryTag.isObject(b[0]) else { return ok }
             // The call type and track event, as the tree lookup finds them (the last one wins).
             var type: UnsafeBufferPointer<UInt8>?, event: UnsafeBufferPointer<UInt8>?
-            var i = 1
-            guard let n = JSONView.varint(b, &i) else { return false }
+            guard let (n, first) = JSONView.header(b, 0, object: true) else { return false }
+            var i = first
             for _ in 0..<n {
                 guard let len = JSONView.varint(b, &i), i + len <= b.count else { return false }
                 let key = UnsafeBufferPointer(rebasing: b[i..<i + len])

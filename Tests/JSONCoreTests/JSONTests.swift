@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import JSONCore
 
 @Suite struct JSONParsing {
@@ -80,5 +81,123 @@ import Testing
         }
         #expect(throws: BinaryJSONError.self) { try JSON.decodeBinary([9]) }
         #expect(throws: BinaryJSONError.self) { try JSON.decodeBinary([6, 0xFF, 0xFF, 0xFF, 0x0F]) }
+        #expect(throws: BinaryJSONError.self) { try JSON.decodeBinary([9, 0xFF, 0xFF, 0xFF, 0x0F, 0]) }
+    }
+
+    /// Where the value at `at` ends, found by walking every item (never trusting a size),
+    /// each container's stored size checked against it on the way: containers of 128 bytes
+    /// and more carry theirs, smaller ones do not.
+    func walkedEnd(_ b: [UInt8], _ at: Int) -> Int {
+        var i = at + 1
+        func varint() -> Int {
+            var v = 0, shift = 0
+            while b[i] >= 0x80 { v |= Int(b[i] & 0x7F) << shift; shift += 7; i += 1 }
+            v |= Int(b[i]) << shift
+            i += 1
+            return v
+        }
+        switch b[at] {
+        case 0, 1, 2: return i
+        case 3: _ = varint(); return i
+        case 4: return i + 8
+        case 5: let n = varint(); return i + n
+        case 6, 7, 8, 9:
+            let size = b[at] >= 8 ? varint() : nil
+            let start = i
+            let n = varint()
+            for _ in 0..<n {
+                if b[at] == 7 || b[at] == 9 { let k = varint(); i += k }
+                i = walkedEnd(b, i)
+            }
+            if let size {
+                #expect(i - start == size, "a container's size is not its length")
+                #expect(size >= 128, "a container under 128 bytes carries its size")
+            } else {
+                #expect(i - start < 128, "a container of \(i - start) bytes does not carry its size")
+            }
+            return i
+        default:
+            Issue.record("tag \(b[at]) written")
+            return b.count
+        }
+    }
+
+    @Test func containersOf128BytesAndMoreCarryTheirSize() throws {
+        var rng = SplitMix(seed: 0x51ED)
+        var values: [JSON] = (0..<1_000).map { _ in randomJSON(&rng, depth: 0) }
+        // Sizes and counts of 128 and more take longer varints (what follows moves up).
+        values.append(.array((0..<20_000).map { .int(Int64($0)) }))
+        values.append(.object((0..<300).map { ("k\($0)", .array([.int(Int64($0)), .object([])])) }))
+        values.append(["a": .array((0..<200).map { ["x": .int(Int64($0))] }), "b": .string(String(repeating: "z", count: 20_000))])
+        for v in values {
+            let bytes = v.binary
+            #expect(walkedEnd(bytes, 0) == bytes.count)
+            #expect((try? JSON.decodeBinary(bytes)) == v)
+            // The transcoder (text straight to binary) writes the sizes too.
+            let direct = try JSON.transcode(Array(v.jsonString.utf8))
+            #expect(walkedEnd(direct, 0) == direct.count)
+        }
+    }
+
+    @Test func aSkipJumpsOverAContainerWithoutWalkingIt() throws {
+        let long = JSON.string(String(repeating: "y", count: 130))
+        let v: JSON = ["a": ["b": [1, 2, 3, long], "s": "x"], "c": 7]
+        var bytes = v.binary
+        // Garble the inner array's items: a walk would stop there, a jump does not see them.
+        let inner = try #require(JSONView(bytes: bytes)["a"]?["b"])
+        #expect(bytes[inner.offset] == BinaryTag.sizedArray)
+        let items = inner.offset + 4  // tag, size (two bytes), count
+        for k in items..<items + 6 { bytes[k] = 0xFF }
+        #expect(JSONView(bytes: bytes)["c"]?.intValue == 7)
+        #expect(JSONView(bytes: bytes)["a"]?["s"]?.stringValue == "x")
+        #expect(throws: BinaryJSONError.self) { try JSON.decodeBinary(bytes) }
+    }
+
+    @Test func aSizeThatDisagreesWithTheContentsIsCorrupt() throws {
+        let v: JSON = ["k": [1, 2, .string(String(repeating: "y", count: 130))], "z": true]
+        let good = v.binary
+        let inner = try #require(JSONView(bytes: good)["k"])
+        for delta in [-1, 1] {
+            var bad = good
+            #expect(good[inner.offset] == BinaryTag.sizedArray)
+            bad[inner.offset + 1] = UInt8(Int(bad[inner.offset + 1]) + delta)  // the size's low byte
+            #expect(throws: BinaryJSONError.self) { try JSON.decodeBinary(bad) }
+        }
+    }
+
+    /// The log's form (no container carries its size) reads as the sized one does.
+    @Test func theUnsizedFormReadsLikeTheSized() throws {
+        var rng = SplitMix(seed: 0x01D)
+        for _ in 0..<1_000 {
+            let v = randomJSON(&rng, depth: 0)
+            let legacy = v.unsizedBinary
+            #expect(try JSON.decodeBinary(legacy) == v)
+            let old = JSONView(bytes: legacy), new = JSONView(bytes: v.binary)
+            #expect(old.compactByteCount == new.compactByteCount)
+            #expect(old.encodedBytes == legacy)
+            #expect(new.unsizedBytes == legacy && old.unsizedBytes == legacy)
+            #expect(old.isObject == new.isObject && old.isArray == new.isArray)
+            #expect(old.members.map(\.0) == new.members.map(\.0))
+            for ((_, a), (_, b)) in zip(old.members, new.members) { #expect(a.json == b.json) }
+            #expect(old.elements.map(\.json) == new.elements.map(\.json))
+            #expect(old.elementSpans.map { Array(legacy[$0]) } == old.elements.map(\.json).map(\.unsizedBinary))
+            if case .object(let m) = v, let (key, value) = m.last { #expect(old[key]?.json == value) }
+            if case .array(let a) = v, !a.isEmpty { #expect(old[a.count - 1]?.json == a.last) }
+        }
+    }
+
+    func randomJSON(_ rng: inout SplitMix, depth: Int) -> JSON {
+        switch Int.random(in: 0..<(depth > 4 ? 6 : 8), using: &rng) {
+        case 0: return .null
+        case 1: return .bool(Bool.random(using: &rng))
+        case 2: return .int(Int64.random(in: -1_000_000...1_000_000, using: &rng))
+        case 3: return .double(Double(Int.random(in: -1_000_000...1_000_000, using: &rng)) / 1_000)
+        case 4, 5: return .string(String(repeating: "é", count: Int.random(in: 0...(Bool.random(using: &rng) ? 4 : 90), using: &rng)))
+        case 6: return .array((0..<Int.random(in: 0...(Bool.random(using: &rng) ? 4 : 140), using: &rng)).map { _ in randomJSON(&rng, depth: depth + 2) })
+        default:
+            // Distinct keys: `==` on objects looks members up by key.
+            let keys = (0..<10).shuffled(using: &rng).prefix(Int.random(in: 0...6, using: &rng))
+            return .object(keys.map { ("k\($0)", randomJSON(&rng, depth: depth + 1)) })
+        }
     }
 }

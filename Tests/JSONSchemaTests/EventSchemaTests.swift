@@ -9,6 +9,7 @@ import Testing
         let message = try JSON.parse(text)
         let found = eventSchemas.validate(message)
         #expect(eventSchemas.isValid(binary: message.binary) == found.isEmpty, "binary and tree validation disagree on \(text)")
+        #expect(eventSchemas.isValid(binary: message.unsizedBinary) == found.isEmpty, "validation of containers without their size disagrees on \(text)")
         #expect(eventSchemas.isValid(message) == found.isEmpty)
         return found
     }

@@ -19,6 +19,7 @@ func accepts(_ s: Schema, _ value: String) throws -> Bool {
     let valid = s.isValid(v)
     #expect(valid == s.validate(v).isEmpty, "isValid and validate disagree on \(value)")
     #expect(valid == s.isValid(binary: v.binary), "the binary evaluation disagrees with the tree's on \(value)")
+    #expect(valid == s.isValid(binary: v.unsizedBinary), "the binary evaluation of containers without their size disagrees on \(value)")
     return valid
 }
 

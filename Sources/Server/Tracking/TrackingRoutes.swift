@@ -335,8 +335,8 @@ public struct TrackingRoutes: Sendable {
     static func settingType(_ message: JSONView, _ type: EventType) -> [UInt8] {
         message.bytes.withUnsafeBufferPointer { b in
             var builder = BinaryObjectBuilder(capacity: b.count + 16)
-            var i = message.offset + 1
-            guard let n = JSONView.varint(b, &i) else { return message.encodedBytes }
+            guard let (n, first) = JSONView.header(b, message.offset, object: true) else { return message.encodedBytes }
+            var i = first
             var members: [(start: Int, keyEnd: Int, end: Int, isType: Bool)] = []
             members.reserveCapacity(n)
             for _ in 0..<n {
