@@ -198,5 +198,7 @@ final class Locked<T>: @unchecked Sendable {
     init(_ v: T) { value = v }
     func get() -> T { lock.withLock { value } }
     func set(_ v: T) { lock.withLock { value = v } }
+    /// Sets `v` and returns the value it replaced.
+    func swap(_ v: T) -> T { lock.withLock { let old = value; value = v; return old } }
 }
 

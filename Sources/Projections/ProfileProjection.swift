@@ -49,6 +49,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         var erasures: [UInt64] = []
         /// The fields of the batch's events (read once), from the seq of its first event.
         var batch: (firstSeq: UInt64, pre: Precomputed)?
+        /// `stateOverlay` encoded, in profile order, once sealed (`prepareWrite`).
+        var encoded: [(UInt64, [UInt8])]?
     }
 
     /// The batch being folded.
@@ -118,6 +120,14 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         sealedLayer = nil
     }
 
+    /// Encodes the sealed batch's profile states for `write` (the live tail does it beside
+    /// the segment and KPI folds, on whichever of their threads finishes first). A sealed
+    /// layer is never mutated (the next batch folds on copies), so this may run beside it.
+    public func prepareWrite() {
+        guard let layer = sealedLayer, layer.encoded == nil else { return }
+        layer.encoded = layer.stateOverlay.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value.encode()) }
+    }
+
     /// A profile's state as of the sealed batch (pending changes included); nil when there is
     /// no such live profile. For projections folding after this one; read-only.
     func state(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState? {
@@ -151,8 +161,12 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         for pid in deleted.sorted() {
             _ = try tx.delete(profiles, key: pid.nativeKey)
         }
-        for (pid, state) in stateOverlay.sorted(by: { $0.key < $1.key }) {
-            try tx.put(profiles, key: pid.nativeKey, value: state.encode())
+        if let encoded = layer.encoded {
+            for (pid, bytes) in encoded { try tx.put(profiles, key: pid.nativeKey, value: bytes) }
+        } else {
+            for (pid, state) in stateOverlay.sorted(by: { $0.key < $1.key }) {
+                try tx.put(profiles, key: pid.nativeKey, value: state.encode())
+            }
         }
         for (old, survivor) in mergedOverlay {
             if survivor == 0 { _ = try tx.delete(merged, key: old.nativeKey) } else { try tx.put(merged, key: old.nativeKey, value: survivor.nativeKey) }

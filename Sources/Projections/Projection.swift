@@ -39,6 +39,10 @@ public protocol Projection: AnyObject {
     func seal()
     /// The batch's write committed: drop what `write` wrote. Default: `reset()`.
     func didCommit()
+    /// Does ahead of `write`, on another thread, what `write` would do without the
+    /// transaction (encoding the sealed changes), while the commit waits for other folds.
+    /// Thread-safe against a fold of the next batch. Default: nothing.
+    func prepareWrite()
     /// Called on the runner's reader thread with the next batch while the previous one folds:
     /// a projection may do the batch's stateless work here (thread-safe, touching no fold
     /// state) and pick it up in `fold`. Optional.
@@ -53,6 +57,7 @@ extension Projection {
     public func attach(log: EventLog) {}
     public func seal() {}
     public func didCommit() { reset() }
+    public func prepareWrite() {}
 }
 
 /// An event a projection could not apply: recorded, counted, skipped.

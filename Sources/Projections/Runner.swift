@@ -280,18 +280,26 @@ public final class ProjectionRunner: @unchecked Sendable {
             failures.append(try g.environment.read { tx in try rest[0].0.fold(rest[0].1, tx) })
         } else if rest.count > 1, let helper {
             // The live tail: the second projection on the helper thread (scheduled like this
-            // one), the others here.
+            // one), the others here; whichever thread finishes first then encodes the first
+            // projection's sealed changes for the write (`prepareWrite`).
             let second = ParallelResults<[ProjectionFailure]>(count: 1)
             let done = DispatchSemaphore(value: 0)
             let job = UncheckedBox(rest[1])  // touched by the helper only until `done`
+            let first = UncheckedBox(work[0].0)
+            let claimed = Locked(false)
+            @Sendable func prepareFirst() {
+                if claimed.swap(true) == false { first.value.prepareWrite() }
+            }
             helper.run {
                 second.set(0, Result { try g.environment.read { tx in try job.value.0.fold(job.value.1, tx) } })
+                prepareFirst()
                 done.signal()
             }
             var mine: [Result<[ProjectionFailure], Error>] = []
             for (i, (p, slice)) in rest.enumerated() where i != 1 {
                 mine.append(Result { try g.environment.read { tx in try p.fold(slice, tx) } })
             }
+            prepareFirst()
             done.wait()
             let all = [mine[0]] + second.values + mine.dropFirst()
             for r in all { failures.append(try r.get()) }
