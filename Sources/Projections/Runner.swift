@@ -292,6 +292,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
             helper.run {
                 second.set(0, Result { try g.environment.read { tx in try job.value.0.fold(job.value.1, tx) } })
+                job.value.0.prepareWrite()  // its own changes, on the thread that folded them
                 prepareFirst()
                 done.signal()
             }

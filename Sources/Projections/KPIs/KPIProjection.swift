@@ -183,8 +183,11 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     private var customers: [UInt64: Customer?] = [:]
     private var newOrders: Set<String> = []
     private var cohorts: [UInt64: Int64] = [:]
+    /// The batch's changes encoded ahead of `write` (`prepareWrite`); nil: `write` encodes them.
+    private var encoded: [(Database, [UInt8], [UInt8]?)]?
 
     public func reset() {
+        encoded = nil
         cells.removeAll(keepingCapacity: true)
         deltas.removeAll(keepingCapacity: true)
         activities.removeAll(keepingCapacity: true)
@@ -405,30 +408,45 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     // MARK: Writing
 
     public func write(_ tx: borrowing WriteTransaction) throws {
+        for (db, key, value) in encoded ?? entries() {
+            if let value { try tx.put(db, key: key, value: value) } else { _ = try tx.delete(db, key: key) }
+        }
+        encoded = nil
+    }
+
+    /// The batch's changes encoded ahead of `write`, on the thread that folded them (the live
+    /// tail's helper, while the commit thread folds segments).
+    public func prepareWrite() { encoded = entries() }
+
+    /// What `write` puts (a value) and deletes (nil), in the order it does.
+    private func entries() -> [(Database, [UInt8], [UInt8]?)] {
         let names = channelNames
+        var out: [(Database, [UInt8], [UInt8]?)] = []
+        out.reserveCapacity(cells.count + activities.count + customers.count + newOrders.count + cohorts.count)
         for (k, c) in cells.sorted(by: { (names[Int($0.key.channel)], $0.key.gran, $0.key.period) < (names[Int($1.key.channel)], $1.key.gran, $1.key.period) }) {
-            try tx.put(cellsDB, key: cellKey(k), value: c.encode())
+            out.append((cellsDB, cellKey(k), c.encode()))
         }
         for (pid, a) in activities.sorted(by: { $0.key < $1.key }) {
             if let a {
-                if a.changed { try tx.put(activityDB, key: pid.be, value: a.encode(names)) }
+                if a.changed { out.append((activityDB, pid.be, a.encode(names))) }
             } else {
-                _ = try tx.delete(activityDB, key: pid.be)
+                out.append((activityDB, pid.be, nil))
             }
         }
         for (pid, c) in customers.sorted(by: { $0.key < $1.key }) {
             if let c {
                 var w = ByteWriter(capacity: 24)
                 w.int(Int64(c.firstDay)); w.string(c.channel); w.int(c.orders)
-                try tx.put(customersDB, key: pid.be, value: w.bytes)
+                out.append((customersDB, pid.be, w.bytes))
             } else {
-                _ = try tx.delete(customersDB, key: pid.be)
+                out.append((customersDB, pid.be, nil))
             }
         }
-        for o in newOrders.sorted() { try tx.put(ordersDB, key: Array(o.utf8), value: []) }
+        for o in newOrders.sorted() { out.append((ordersDB, Array(o.utf8), [])) }
         for (k, v) in cohorts.sorted(by: { $0.key < $1.key }) {
-            try tx.put(cohortsDB, key: k.be, value: withUnsafeBytes(of: v) { Array($0) })
+            out.append((cohortsDB, k.be, withUnsafeBytes(of: v) { Array($0) }))
         }
+        return out
     }
 }
 
