@@ -49,11 +49,11 @@ extension JSON {
             Varint.write(UInt64(s.utf8.count), to: &out)
             out.append(contentsOf: s.utf8)
         case .array(let a):
-            let at = BinaryContainer.begin(BinaryTag.sizedArray, in: &out)
+            let at = BinaryContainer.begin(BinaryTag.array, in: &out)
             for v in a { v.encodeBinary(into: &out) }
             BinaryContainer.end(count: a.count, at: at, in: &out)
         case .object(let o):
-            let at = BinaryContainer.begin(BinaryTag.sizedObject, in: &out)
+            let at = BinaryContainer.begin(BinaryTag.object, in: &out)
             for (k, v) in o {
                 Varint.write(UInt64(k.utf8.count), to: &out)
                 out.append(contentsOf: k.utf8)
@@ -153,33 +153,28 @@ extension JSON {
 
 /// Writing a container whose size and count are known only once its items are written.
 enum BinaryContainer {
-    /// Appends `tag` (a sized one) and one byte each for the size and the count; returns where
-    /// the size is.
+    /// Appends `tag` (an unsized one) and a byte for the count; returns where the count is.
     @inline(__always)
     static func begin(_ tag: UInt8, in out: inout [UInt8]) -> Int {
         out.append(tag)
         out.append(0)
-        out.append(0)
-        return out.count - 2
+        return out.count - 1
     }
 
     /// Containers whose count and items take fewer bytes than this are written without their
     /// size (tags 6 and 7): walking one costs about what a jump saves.
     static let sizedFrom = 128
 
-    /// Writes the count, then the size (every byte after the size's), where `begin` reserved
-    /// them; a value of 128 or more takes more bytes, and what follows moves up. A container
-    /// under `sizedFrom` bytes drops its size instead and takes the tag without one.
+    /// Writes the count where `begin` reserved a byte for it; then, for a container of
+    /// `sizedFrom` bytes or more, its size before the count and the sized tag. What follows
+    /// a count of 128 or more, or a size, moves up.
     @inline(__always)
     static func end(count: Int, at: Int, in out: inout [UInt8]) {
-        patch(count, at: at + 1, in: &out)
-        let size = out.count - (at + 1)
-        if size < sizedFrom {
-            out[at - 1] -= 2  // the unsized tag
-            out.remove(at: at)
-            return
-        }
-        patch(size, at: at, in: &out)
+        patch(count, at: at, in: &out)
+        let size = out.count - at
+        guard size >= sizedFrom else { return }
+        out[at - 1] += 2  // the sized tag
+        insertVarint(UInt64(size), at: at, in: &out)
     }
 
     /// Writes `value` at `at`, where one byte was reserved for it.
@@ -189,10 +184,28 @@ enum BinaryContainer {
             out[at] = UInt8(value)
             return
         }
-        var varint: [UInt8] = []
-        Varint.write(UInt64(value), to: &varint)
-        out[at] = varint[0]
-        out.insert(contentsOf: varint[1...], at: at + 1)
+        out[at] = UInt8(truncatingIfNeeded: value) | 0x80
+        insertVarint(UInt64(value) >> 7, at: at + 1, in: &out)
+    }
+
+    /// Inserts `value` as a varint at `at` (without a temporary array below 2⁵⁶).
+    @inline(__always)
+    static func insertVarint(_ value: UInt64, at: Int, in out: inout [UInt8]) {
+        guard value < 1 << 56 else {
+            var bytes: [UInt8] = []
+            Varint.write(value, to: &bytes)
+            out.insert(contentsOf: bytes, at: at)
+            return
+        }
+        var packed: UInt64 = 0, n = 0, v = value
+        repeat {
+            var byte = v & 0x7F
+            v >>= 7
+            if v != 0 { byte |= 0x80 }
+            packed |= byte << UInt64(8 * n)
+            n += 1
+        } while v != 0
+        withUnsafeBytes(of: packed.littleEndian) { out.insert(contentsOf: $0.prefix(n), at: at) }
     }
 }
 

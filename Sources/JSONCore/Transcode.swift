@@ -55,7 +55,7 @@ extension ByteParser {
     mutating func transcodeObject(into out: inout [UInt8]) throws(JSONParseError) {
         try enter()
         i += 1
-        let at = BinaryContainer.begin(BinaryTag.sizedObject, in: &out)
+        let at = BinaryContainer.begin(BinaryTag.object, in: &out)
         var count = 0
         skipWS()
         if i < b.count, b[i] == UInt8(ascii: "}") {
@@ -87,7 +87,7 @@ extension ByteParser {
     mutating func transcodeArray(into out: inout [UInt8]) throws(JSONParseError) {
         try enter()
         i += 1
-        let at = BinaryContainer.begin(BinaryTag.sizedArray, in: &out)
+        let at = BinaryContainer.begin(BinaryTag.array, in: &out)
         var count = 0
         skipWS()
         if i < b.count, b[i] == UInt8(ascii: "]") {
@@ -161,12 +161,7 @@ public struct BinaryObjectBuilder {
         out = []
         out.reserveCapacity(capacity + 16)
         self.sized = sized
-        if sized {
-            _ = BinaryContainer.begin(BinaryTag.sizedObject, in: &out)
-        } else {
-            out.append(BinaryTag.object)
-            out.append(0)
-        }
+        _ = BinaryContainer.begin(BinaryTag.object, in: &out)
     }
 
     /// One member already in binary form: its key's length and bytes, then its value.
