@@ -161,7 +161,7 @@ public struct EnvelopeBuilder: Sendable {
         var body = BinaryObjectBuilder(capacity: message.count + 96, sized: false)
         var sawMessageId = false
         let whole: Bool = message.withUnsafeBufferPointer { b in
-            for (start, keyRange, _) in members {
+            for (start, keyRange, end) in members {
                 let key = UnsafeBufferPointer(rebasing: b[keyRange])
                 switch EnvelopeBuilder.ownedKey(key) {
                 case .owned: continue  // envelope-owned; never store a key
@@ -170,7 +170,7 @@ public struct EnvelopeBuilder: Sendable {
                     if eventTime != original, originalField == "timestamp",
                        !body.appendUnsized(key: "originalTimestamp", b, value: keyRange.upperBound) { return false }
                 case .messageId: sawMessageId = true; body.append(key: "messageId", string: messageId)
-                case .other: if !body.appendUnsized(b, member: start, value: keyRange.upperBound) { return false }
+                case .other: if !body.appendUnsized(b, member: start, value: keyRange.upperBound, end: end) { return false }
                 }
             }
             return true

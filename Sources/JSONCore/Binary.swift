@@ -33,7 +33,9 @@ public struct BinaryJSONError: Error, Sendable, CustomStringConvertible {
 }
 
 extension JSON {
-    public func encodeBinary(into out: inout [UInt8]) {
+    /// Appends the binary form; `sized: false` writes no container's size (tags 6 and 7 only:
+    /// what the log stores).
+    public func encodeBinary(into out: inout [UInt8], sized: Bool = true) {
         switch self {
         case .null: out.append(0)
         case .bool(let v): out.append(v ? 2 : 1)
@@ -50,43 +52,24 @@ extension JSON {
             out.append(contentsOf: s.utf8)
         case .array(let a):
             let at = BinaryContainer.begin(BinaryTag.array, in: &out)
-            for v in a { v.encodeBinary(into: &out) }
-            BinaryContainer.end(count: a.count, at: at, in: &out)
+            for v in a { v.encodeBinary(into: &out, sized: sized) }
+            BinaryContainer.end(count: a.count, at: at, in: &out, sized: sized)
         case .object(let o):
             let at = BinaryContainer.begin(BinaryTag.object, in: &out)
             for (k, v) in o {
                 Varint.write(UInt64(k.utf8.count), to: &out)
                 out.append(contentsOf: k.utf8)
-                v.encodeBinary(into: &out)
+                v.encodeBinary(into: &out, sized: sized)
             }
-            BinaryContainer.end(count: o.count, at: at, in: &out)
+            BinaryContainer.end(count: o.count, at: at, in: &out, sized: sized)
         }
     }
 
     /// The binary form without any container's size (tags 6 and 7 only): what the log stores.
     public var unsizedBinary: [UInt8] {
         var out: [UInt8] = []
-        encodeUnsized(into: &out)
+        encodeBinary(into: &out, sized: false)
         return out
-    }
-
-    private func encodeUnsized(into out: inout [UInt8]) {
-        switch self {
-        case .array(let a):
-            out.append(BinaryTag.array)
-            Varint.write(UInt64(a.count), to: &out)
-            for v in a { v.encodeUnsized(into: &out) }
-        case .object(let o):
-            out.append(BinaryTag.object)
-            Varint.write(UInt64(o.count), to: &out)
-            for (k, v) in o {
-                Varint.write(UInt64(k.utf8.count), to: &out)
-                out.append(contentsOf: k.utf8)
-                v.encodeUnsized(into: &out)
-            }
-        default:
-            encodeBinary(into: &out)
-        }
     }
 
     public var binary: [UInt8] {
@@ -165,14 +148,14 @@ enum BinaryContainer {
     /// size (tags 6 and 7): walking one costs about what a jump saves.
     static let sizedFrom = 128
 
-    /// Writes the count where `begin` reserved a byte for it; then, for a container of
-    /// `sizedFrom` bytes or more, its size before the count and the sized tag. What follows
-    /// a count of 128 or more, or a size, moves up.
+    /// Writes the count where `begin` reserved a byte for it; then, when `sized`, for a
+    /// container of `sizedFrom` bytes or more, its size before the count and the sized tag.
+    /// What follows a count of 128 or more, or a size, moves up.
     @inline(__always)
-    static func end(count: Int, at: Int, in out: inout [UInt8]) {
+    static func end(count: Int, at: Int, in out: inout [UInt8], sized: Bool = true) {
         patch(count, at: at, in: &out)
         let size = out.count - at
-        guard size >= sizedFrom else { return }
+        guard sized, size >= sizedFrom else { return }
         out[at - 1] += 2  // the sized tag
         insertVarint(UInt64(size), at: at, in: &out)
     }

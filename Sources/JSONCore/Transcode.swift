@@ -171,8 +171,14 @@ public struct BinaryObjectBuilder {
     }
 
     /// One member of the binary object in `b` (its key's length at `start`, its value at
-    /// `value`), its value in the unsized form; false when the bytes are cut short.
-    public mutating func appendUnsized(_ b: UnsafeBufferPointer<UInt8>, member start: Int, value: Int) -> Bool {
+    /// `value`, its end at `end`), its value in the unsized form: copied as it is unless it
+    /// is a sized container. False when the bytes are cut short.
+    public mutating func appendUnsized(_ b: UnsafeBufferPointer<UInt8>, member start: Int, value: Int, end: Int) -> Bool {
+        let tag = b[value]
+        guard tag == BinaryTag.sizedArray || tag == BinaryTag.sizedObject else {
+            appendMember(UnsafeBufferPointer(rebasing: b[start..<end]))
+            return true
+        }
         out.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<value]))
         guard JSONView.appendUnsized(b, value, to: &out) != nil else { return false }
         count += 1
@@ -216,11 +222,7 @@ public struct BinaryObjectBuilder {
 
     /// The object's bytes.
     public mutating func finish() -> [UInt8] {
-        if sized {
-            BinaryContainer.end(count: count, at: 1, in: &out)
-        } else {
-            BinaryContainer.patch(count, at: 1, in: &out)
-        }
+        BinaryContainer.end(count: count, at: 1, in: &out, sized: sized)
         return out
     }
 }
