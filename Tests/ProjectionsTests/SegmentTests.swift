@@ -220,6 +220,97 @@ extension LiveViews {
         #expect(try v.members("two_orders").count == 1)
     }
 
+    /// The global built-ins as the daily tick ranks them, recomputed here from the profiles'
+    /// own figures: VIP the top tenth by revenue, RFM by quintiles, ties by profile id.
+    static func expectedGlobals(_ v: LiveViews) throws -> [String: Set<String>] {
+        struct C { var pid: UInt64; var orders: Int64; var revenue: Double; var last: Micros }
+        var cs: [C] = []
+        try v.profiles.forEachProfile { p in
+            let c = p["computed"]!
+            if let n = c["order_count"]?.intValue, n > 0, let id = p["profile_id"]?.stringValue, let pid = UInt64(id.dropFirst()) {
+                cs.append(C(pid: pid, orders: n, revenue: c["total_revenue"]!.doubleValue!, last: Timestamp.parse(c["last_order_at"]!.stringValue!)!))
+            }
+            return true
+        }
+        var out: [String: Set<String>] = [:]
+        let n = cs.count
+        guard n > 0 else { return out }
+        let byValue = cs.sorted { ($0.revenue, $1.pid) > ($1.revenue, $0.pid) }
+        out["vip"] = Set(byValue.prefix((n + 9) / 10).map { "p\($0.pid)" })
+        func quintile<T: Comparable>(_ key: (C) -> T) -> [UInt64: Int] {
+            let sorted = cs.sorted { key($0) != key($1) ? key($0) < key($1) : $0.pid < $1.pid }
+            return Dictionary(uniqueKeysWithValues: sorted.enumerated().map { ($1.pid, 1 + $0 * 5 / n) })
+        }
+        let r = quintile(\.last), f = quintile(\.orders), m = quintile(\.revenue)
+        for c in cs { out[BuiltinSegments.rfmGroup(r: r[c.pid]!, f: f[c.pid]!, m: m[c.pid]!), default: []].insert("p\(c.pid)") }
+        return out
+    }
+
+    /// The tick's radix sort orders like a comparison sort by value, then position: negative
+    /// values, the extremes, ties, and values that differ only in high bytes.
+    @Test func theRankingSortOrdersByValueThenPosition() {
+        var rng = SplitMix(seed: 3)
+        let cases: [[Int64]] = [
+            [], [5], [5, -3, 5, 0, .min, .max, -3, .max, .min],
+            (0..<2000).map { _ in Int64(bitPattern: rng.next()) },
+            (0..<2000).map { _ in Int64(rng.next() % 7) - 3 },
+            (0..<2000).map { _ in Int64(rng.next() % 4) << 40 },
+        ]
+        for key in cases {
+            let expected = Array(0..<key.count).sorted { key[$0] != key[$1] ? key[$0] < key[$1] : $0 < $1 }
+            #expect(SegmentProjection.ascending(key).map(Int.init) == expected, "\(key.prefix(9))")
+        }
+    }
+
+    /// The daily tick ranks every customer with orders, whatever the batching, and moves them
+    /// between the global segments as their figures change (the change feed records it).
+    @Test func theDailyTickRanksEveryCustomer() throws {
+        var rng = SplitMix(seed: 7)
+        let s = try Scratch()
+        var lines: [String] = []
+        for d in 0..<30 {
+            for _ in 0..<8 {
+                let u = "u\(rng.next() % 40)"
+                // Revenues from a small set, so that ties (broken by profile id) happen.
+                lines.append(order(u, d, Double([10, 25, 25, 60, 120][Int(rng.next() % 5)]), id: "o\(lines.count)"))
+            }
+            lines.append(#"{"type":"page","anonymousId":"visitor-\#(d)","name":"Home","timestamp":"\#(day(d, 20))"}"#)
+        }
+        for chunk in stride(from: 0, to: lines.count, by: 25) { try s.append(Array(lines[chunk..<min(chunk + 25, lines.count)])) }
+        // The last day's events move the clock on: the tick ranks at the end of the last batch.
+        try s.append([#"{"type":"page","anonymousId":"late","name":"Home","timestamp":"\#(day(31))"}"#])
+        let globals = BuiltinSegments.all.filter(\.rule.isGlobal).map(\.key)
+        let v = try s.views()
+        let expected = try Self.expectedGlobals(v)
+        #expect(expected["vip"]?.count == 4)
+        for key in globals { #expect(Set(try v.members(key)) == (expected[key] ?? []), "\(key)") }
+        // Whatever the batching (a tick per batch, or per day within one), the same memberships.
+        let store = ViewStore(dataDirectory: s.dir)
+        for (name, batch) in [("one", 1), ("seven", 7), ("all", 4096)] {
+            let g = try store.open(name, set: ProjectionSet())
+            try ProjectionRunner(log: s.log, generation: g, batchSize: batch).catchUp()
+            let reader = try SegmentReader(g)
+            for key in globals { #expect(Set(try reader.allMembers(key).map { "p\($0)" }) == (expected[key] ?? []), "batch \(batch) \(key)") }
+        }
+        // One big order makes u999 a VIP at the next day's tick, and the rest of the ranking follows.
+        try s.append([order("u999", 32, 100_000, id: "big")])
+        try s.append([#"{"type":"page","anonymousId":"later","name":"Home","timestamp":"\#(day(33))"}"#])
+        let v2 = try s.views()
+        let newcomer = try #require(try v2.profiles.resolve(id("user_id:u999")))
+        #expect(try v2.members("vip").contains("p\(newcomer)"))
+        let expected2 = try Self.expectedGlobals(v2)
+        for key in globals { #expect(Set(try v2.members(key)) == (expected2[key] ?? []), "\(key)") }
+        #expect(try v2.segments.changes("vip", limit: 10_000).contains { $0.enter && $0.profile == newcomer })
+
+        // A tie at the edge: of two customers with the same revenue, the lower profile id is the VIP.
+        let t = try Scratch()
+        try t.append([order("a", 0, 500), order("b", 0, 500), order("c", 0, 20), order("d", 0, 30), order("e", 0, 40),
+                      #"{"type":"page","anonymousId":"x","name":"Home","timestamp":"\#(day(1))"}"#])
+        let tv = try t.views()
+        let a = try #require(try tv.profiles.resolve(id("user_id:a"))), b = try #require(try tv.profiles.resolve(id("user_id:b")))
+        #expect(try tv.members("vip") == ["p\(min(a, b))"])
+    }
+
     /// Random logs: whatever the batching, incremental membership equals a recomputation from
     /// scratch at the final clock.
     @Test func incrementalMembershipEqualsFullRecomputation() throws {

@@ -455,12 +455,17 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
     }
 
     private func change(_ key: String, _ pid: UInt64, enter: Bool) {
+        change(Array(key.utf8) + [0], pid, enter: enter)
+        updated[key] = clock
+    }
+
+    /// A change feed entry under `prefix` (the segment's key and a NUL).
+    private func change(_ prefix: [UInt8], _ pid: UInt64, enter: Bool) {
         counter += 1
         let id = lastSeq << 24 | (counter & 0xFF_FFFF)
         var w = ByteWriter(capacity: 24)
         w.uint(pid); w.byte(enter ? 1 : 0); w.int(clock)
-        changes.append((Array(key.utf8) + [0] + id.be, w.bytes))
-        updated[key] = clock
+        changes.append((prefix + id.be, w.bytes))
     }
 
     private func setDue(_ pid: UInt64, old: Micros, new: Micros) {
@@ -517,49 +522,157 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
 
     /// Ranks every customer with orders: VIP = the top 10 % by revenue (CLV); RFM scores 1–5
     /// by quintile of recency, frequency and monetary value; ties broken by profile id.
+    ///
+    /// In the live tail this runs once per day of event time, on the commit thread, over every
+    /// profile: it works on flat rows and bit masks (one bit per global segment, in key order)
+    /// and reads a profile's whole record only when its global segments change.
     private func globalTick(_ tx: borrowing ReadTransaction) throws {
-        var rows: [(pid: UInt64, rec: ProfileRecord)] = []
+        let globals = order.filter { defs[$0]!.rule.isGlobal }.sorted()
+        guard !globals.isEmpty else { return }
+        guard globals.count <= 32 else { throw ViewsError("segments: more than 32 global segments") }
+        let globalBytes = globals.map { Array($0.utf8) }
+        var bit: [String: UInt32] = [:]
+        for (i, k) in globals.enumerated() { bit[k] = 1 << UInt32(i) }
+        func mask(_ segments: [String]) -> UInt32 { segments.reduce(0) { $0 | (bit[$1] ?? 0) } }
+
+        // Every profile's ranking inputs: the stored records, overlaid by the batch's own.
+        var scanned: [RankRow] = []
         try tx.scan(profilesDB) { k, v in
             guard k.count == 8 else { return true }
             let pid = UInt64(bigEndianBytes: k, at: 0)
-            if records[pid] == nil { rows.append((pid, try Self.decodeRecord(v))) }
+            if records[pid] == nil { scanned.append(try Self.rankRow(pid, v, globalBytes)) }
             return true
         }
-        for (pid, r) in records { if let r { rows.append((pid, r)) } }
-        let customers = rows.filter { $0.rec.orders > 0 }.sorted { $0.pid < $1.pid }
-        let n = customers.count
-        var target: [UInt64: Set<String>] = [:]
-        if n > 0 {
-            let vipCount = (n + 9) / 10
-            let byValue = customers.sorted { $0.rec.revenue != $1.rec.revenue ? $0.rec.revenue > $1.rec.revenue : $0.pid < $1.pid }
-            for c in byValue.prefix(vipCount) { target[c.pid, default: []].insert("vip") }
-            func scores(_ less: (ProfileRecord, ProfileRecord) -> Bool) -> [UInt64: Int] {
-                let sorted = customers.sorted { less($0.rec, $1.rec) || (!less($1.rec, $0.rec) && $0.pid < $1.pid) }
-                var out: [UInt64: Int] = [:]
-                for (i, c) in sorted.enumerated() { out[c.pid] = 1 + i * 5 / n }
-                return out
-            }
-            let r = scores { $0.lastOrderAt < $1.lastOrderAt }
-            let f = scores { $0.orders < $1.orders }
-            let m = scores { $0.revenue < $1.revenue }
-            for c in customers {
-                target[c.pid, default: []].insert(BuiltinSegments.rfmGroup(r: r[c.pid]!, f: f[c.pid]!, m: m[c.pid]!))
-            }
+        for (pid, r) in records {
+            if let r { scanned.append(RankRow(pid: pid, orders: r.orders, revenue: r.revenue, lastOrderAt: r.lastOrderAt, have: mask(r.segments))) }
         }
-        let globals = Set(order.filter { defs[$0]!.rule.isGlobal })
-        for (pid, rec0) in rows.sorted(by: { $0.pid < $1.pid }) {
-            let want = target[pid] ?? []
-            let have = Set(rec0.segments.filter { globals.contains($0) })
-            guard want != have else { continue }
-            var rec = rec0
-            for k in want.subtracting(have).sorted() { enter(k, pid) }
-            for k in have.subtracting(want).sorted() { exit(k, pid) }
-            rec.segments = Set(rec.segments.filter { !globals.contains($0) }).union(want).sorted()
-            records[pid] = .some(rec)
-            // Segments that refer to a global one follow it.
-            if order.contains(where: { k in defs[k]!.rule.references.contains { globals.contains($0) } }) {
-                try evaluate(pid, tx)
+        scanned.sort { $0.pid < $1.pid }
+        let rows = scanned
+        // The RFM group's bit of every score triple (r, f, m in 1–5), looked up once.
+        var rfm = [UInt32](repeating: 0, count: 125)
+        for r in 1...5 { for f in 1...5 { for m in 1...5 { rfm[(r - 1) * 25 + (f - 1) * 5 + m - 1] = bit[BuiltinSegments.rfmGroup(r: r, f: f, m: m)] ?? 0 } } }
+        let want = Self.rank(rows, vip: bit["vip"] ?? 0, rfm: rfm)
+
+        // Move the profiles whose global segments changed (in profile order, enters then exits
+        // by key), with each key's byte prefixes built once.
+        let memberPrefixes = globals.map { Array($0.utf8) + [0] }
+        var delta = [Int64](repeating: 0, count: globals.count)
+        var moved: UInt32 = 0
+        // Segments that refer to a global one follow it.
+        let followers = order.contains { k in defs[k]!.rule.references.contains { bit[$0] != nil } }
+        for i in rows.indices where want[i] != rows[i].have {
+            let pid = rows[i].pid
+            let entered = want[i] & ~rows[i].have, left = rows[i].have & ~want[i]
+            moved |= entered | left
+            for b in globals.indices where entered & (1 << UInt32(b)) != 0 {
+                members[memberPrefixes[b] + pid.be] = .some(clock)
+                delta[b] += 1
+                change(memberPrefixes[b], pid, enter: true)
             }
+            for b in globals.indices where left & (1 << UInt32(b)) != 0 {
+                members[memberPrefixes[b] + pid.be] = .some(nil)
+                delta[b] -= 1
+                change(memberPrefixes[b], pid, enter: false)
+            }
+            guard var rec = try loadRecord(pid, tx) else { continue }
+            rec.segments = (rec.segments.filter { bit[$0] == nil } + globals.indices.filter { want[i] & (1 << UInt32($0)) != 0 }.map { globals[$0] }).sorted()
+            records[pid] = .some(rec)
+            if followers { try evaluate(pid, tx) }
+        }
+        for (b, key) in globals.enumerated() where moved & (1 << UInt32(b)) != 0 {
+            sizeDelta[key, default: 0] += delta[b]
+            updated[key] = clock
+        }
+    }
+
+    /// The global segments each row should be in (bit masks, by row): VIP (`vip`) for the top
+    /// tenth of customers by revenue, and the RFM group of their quintile scores (1–5) of
+    /// recency, frequency and monetary value (`rfm[(r-1)*25 + (f-1)*5 + m-1]`). Customers are
+    /// rows with orders; `rows` are in profile order, so a row's index breaks ties as its
+    /// profile id does.
+    static func rank(_ rows: [RankRow], vip: UInt32, rfm: [UInt32]) -> [UInt32] {
+        var want = [UInt32](repeating: 0, count: rows.count)
+        var customers: [Int32] = []
+        var revenue: [Int64] = [], orders: [Int64] = [], last: [Int64] = []
+        for (i, r) in rows.enumerated() where r.orders > 0 {
+            customers.append(Int32(i))
+            revenue.append(r.revenue); orders.append(r.orders); last.append(r.lastOrderAt)
+        }
+        let n = customers.count
+        guard n > 0 else { return want }
+        let byRevenue = Self.ascending(revenue)
+        // VIP: from the top revenue down; equal revenues (a run in `byRevenue`) by position.
+        let vipCount = (n + 9) / 10
+        var vips = 0, end = n
+        while vips < vipCount {
+            var start = end - 1
+            while start > 0 && revenue[Int(byRevenue[start - 1])] == revenue[Int(byRevenue[end - 1])] { start -= 1 }
+            for c in byRevenue[start..<end] where vips < vipCount {
+                want[Int(customers[Int(c)])] |= vip
+                vips += 1
+            }
+            end = start
+        }
+        func scores(_ sorted: [Int32]) -> [Int] {
+            var out = [Int](repeating: 0, count: n)
+            for (rank, c) in sorted.enumerated() { out[Int(c)] = 1 + rank * 5 / n }
+            return out
+        }
+        let r = scores(Self.ascending(last)), f = scores(Self.ascending(orders)), m = scores(byRevenue)
+        for c in 0..<n { want[Int(customers[c])] |= rfm[(r[c] - 1) * 25 + (f[c] - 1) * 5 + m[c] - 1] }
+        return want
+    }
+
+    /// The positions of `key` ordered by value, ties by position: a least-significant-byte
+    /// radix sort (stable, so equal values keep their positions' order) that skips the bytes
+    /// every value shares. A comparison sort of a few thousand customers took most of a tick.
+    static func ascending(_ key: [Int64]) -> [Int32] {
+        let n = key.count
+        var order = Array(Int32(0)..<Int32(n)), spare = [Int32](repeating: 0, count: n)
+        let biased = key.map { UInt64(bitPattern: $0) ^ (1 << 63) }
+        var all: UInt64 = ~0, any: UInt64 = 0
+        for v in biased { all &= v; any |= v }
+        var counts = [Int](repeating: 0, count: 257)
+        for shift in stride(from: UInt64(0), to: 64, by: 8) where ((all ^ any) >> shift) & 0xFF != 0 {
+            for i in counts.indices { counts[i] = 0 }
+            biased.withUnsafeBufferPointer { v in
+                order.withUnsafeBufferPointer { from in
+                    spare.withUnsafeMutableBufferPointer { to in
+                        for p in from { counts[Int((v[Int(p)] >> shift) & 0xFF) + 1] += 1 }
+                        for i in 1..<257 { counts[i] += counts[i - 1] }
+                        for p in from {
+                            let d = Int((v[Int(p)] >> shift) & 0xFF)
+                            to[counts[d]] = p
+                            counts[d] += 1
+                        }
+                    }
+                }
+            }
+            swap(&order, &spare)
+        }
+        return order
+    }
+
+    /// What the daily tick ranks a profile by, read from its stored record without decoding it.
+    struct RankRow {
+        var pid: UInt64
+        var orders: Int64
+        var revenue: Int64
+        var lastOrderAt: Micros
+        /// The global segments the profile is in: bit i for `globals[i]`.
+        var have: UInt32
+    }
+
+    static func rankRow(_ pid: UInt64, _ raw: UnsafeRawBufferPointer, _ globals: [[UInt8]]) throws -> RankRow {
+        try raw.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            var have: UInt32 = 0
+            for _ in 0..<(try r.varint()) {
+                let s = try r.bytes(Int(try r.varint()))
+                for (i, g) in globals.enumerated() where g.count == s.count && g.elementsEqual(s) { have |= 1 << UInt32(i) }
+            }
+            _ = try r.signedVarint()  // due
+            return RankRow(pid: pid, orders: try r.signedVarint(), revenue: try r.signedVarint(), lastOrderAt: try r.signedVarint(), have: have)
         }
     }
 
