@@ -273,7 +273,7 @@ public final class EventLog: @unchecked Sendable {
                     try tx.put(events, key: next.nativeKey, value: record, flags: .append)
                     for n in kept {
                         let hash = items[n].dedupeHash
-                        try tx.put(recentMessageIDs ?? messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: next))
+                        try MessageIndex.withEntry(hash, seq: next) { k, v in try tx.put(recentMessageIDs ?? messageIDs, key: k, value: v) }
                         next += 1
                         appendedInput += items[n].inputBytes
                     }
@@ -368,6 +368,7 @@ public final class EventLog: @unchecked Sendable {
     }
 
     private func findMessage(_ tx: borrowing WriteTransaction, hash: UInt64, source: String, messageId: String) throws -> UInt64? {
+        // Nearly always no candidate: found without allocating.
         let candidates = try messageCandidates(tx, hash: hash)
         guard !candidates.isEmpty else { return nil }
         // A hash hit: confirm on the record itself (hash collisions are possible, if rare).
@@ -381,23 +382,24 @@ public final class EventLog: @unchecked Sendable {
 
     /// Seqs whose (source, messageId) hash is `hash`: usually none or one.
     func messageCandidates(_ tx: borrowing some TransactionReading & ~Copyable, hash: UInt64) throws -> [UInt64] {
-        var out = try messageCandidates(tx, hash: hash, in: messageIDs)
-        if let recent = recentMessageIDs { out += try messageCandidates(tx, hash: hash, in: recent) }
+        var out: [UInt64] = []
+        try forEachMessageCandidate(tx, hash: hash, in: messageIDs) { out.append($0) }
+        if let recent = recentMessageIDs { try forEachMessageCandidate(tx, hash: hash, in: recent) { out.append($0) } }
         return out
     }
 
-    private func messageCandidates(_ tx: borrowing some TransactionReading & ~Copyable, hash: UInt64, in db: Database) throws -> [UInt64] {
-        let key = MessageIndex.key(hash)
-        return try tx.withCursor(db) { c in
-            var out: [UInt64] = []
-            var e = try c.seek(key: key, duplicateAtLeast: MessageIndex.value(hash, seq: 0))
-            while let (k, v) = e {
-                let (h, seq) = MessageIndex.decode(key: k, value: v)
-                guard h == hash else { break }
-                out.append(seq)
-                e = try c.nextDuplicate()
+    private func forEachMessageCandidate(_ tx: borrowing some TransactionReading & ~Copyable, hash: UInt64, in db: Database,
+                                         _ body: (UInt64) -> Void) throws {
+        try MessageIndex.withEntry(hash, seq: 0) { key, least in
+            try tx.withCursor(db) { c in
+                var e = try c.seek(key: key, duplicateAtLeast: least)
+                while let (k, v) = e {
+                    let (h, seq) = MessageIndex.decode(key: k, value: v)
+                    guard h == hash else { break }
+                    body(seq)
+                    e = try c.nextDuplicate()
+                }
             }
-            return out
         }
     }
 

@@ -50,6 +50,23 @@ enum MessageIndex {
         return out
     }
 
+    /// Calls `body` with the key and value bytes of (hash, seq), built on the stack: the
+    /// writer puts one entry and looks up two per event.
+    @inline(__always)
+    static func withEntry<T>(_ hash: UInt64, seq: UInt64,
+                             _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try withUnsafeTemporaryAllocation(byteCount: 14, alignment: 1) { raw in
+            raw[0] = UInt8(hash >> 56)
+            raw[1] = UInt8(truncatingIfNeeded: hash >> 48)
+            for i in 0..<6 {
+                raw[2 + i] = UInt8(truncatingIfNeeded: hash >> (8 * (5 - i)))
+                raw[8 + i] = UInt8(truncatingIfNeeded: seq >> (8 * (5 - i)))
+            }
+            let all = UnsafeRawBufferPointer(raw)
+            return try body(UnsafeRawBufferPointer(rebasing: all[0..<2]), UnsafeRawBufferPointer(rebasing: all[2..<14]))
+        }
+    }
+
     /// (hash, seq) of a stored entry.
     static func decode(key k: UnsafeRawBufferPointer, value v: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
         var hash = UInt64(k[0]) << 56 | UInt64(k[1]) << 48

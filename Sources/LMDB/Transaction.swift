@@ -189,16 +189,19 @@ public struct Cursor: ~Copyable {
     /// In a `duplicateSort` database: the first value ≥ `value` under exactly `key`.
     public func seek(key: [UInt8], duplicateAtLeast value: [UInt8]) throws -> Entry? {
         try key.withUnsafeBytes { kb in
-            try value.withUnsafeBytes { vb in
-                var mk = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
-                var mv = MDB_val(mv_size: vb.count, mv_data: UnsafeMutableRawPointer(mutating: vb.baseAddress))
-                let rc = mdb_cursor_get(cursor, &mk, &mv, MDB_GET_BOTH_RANGE)
-                if rc == MDB_NOTFOUND { return nil }
-                try check(rc, "mdb_cursor_get(\(db.name))")
-                return (UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size),
-                        UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
-            }
+            try value.withUnsafeBytes { vb in try seek(key: kb, duplicateAtLeast: vb) }
         }
+    }
+
+    /// In a `duplicateSort` database: the first value ≥ `value` under exactly `key`.
+    public func seek(key: UnsafeRawBufferPointer, duplicateAtLeast value: UnsafeRawBufferPointer) throws -> Entry? {
+        var mk = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var mv = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        let rc = mdb_cursor_get(cursor, &mk, &mv, MDB_GET_BOTH_RANGE)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_cursor_get(\(db.name))")
+        return (UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size),
+                UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
     }
 
     /// The last entry whose key is ≤ `key`.
