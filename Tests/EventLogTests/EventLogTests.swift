@@ -349,6 +349,48 @@ private final class Box<T>: @unchecked Sendable {
         for o in outcomes { #expect(zip(o, o.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }) }  // each caller's seqs are contiguous
         #expect(commits.value < 64, "expected shared commits, got \(commits.value)")
     }
+
+    @Test func aCommitTakesAtMostMaxBatchEventsUnlessOneCallerHasMore() async throws {
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        let sizes = Box<[Int]>([]), lock = NSLock()
+        let ingestor = Ingestor(log: log, maxBatch: 16, onCommit: { r in lock.withLock { sizes.value.append(r.appended) } })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in 0..<40 {
+                let n = c == 7 ? 50 : 6
+                group.addTask { _ = try await ingestor.submit((0..<n).map { i in try prepared(track("m\(c)-\(i)")) }) }
+            }
+            try await group.waitForAll()
+        }
+        let seen = lock.withLock { sizes.value }
+        let total = seen.reduce(0, +)
+        #expect(total == 39 * 6 + 50)
+        #expect(seen.allSatisfy { $0 <= 16 || $0 == 50 }, "\(seen)")
+        #expect(seen.contains(50), "the caller with more than maxBatch is committed alone, whole")
+    }
+
+    /// The writer thread belongs to its ingestor: dropping the ingestor ends it.
+    @Test func droppingTheIngestorEndsItsWriterThread() async throws {
+        func writers() -> Int {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            var n = 0
+            for t in tasks {
+                let name = (try? String(contentsOfFile: "/proc/self/task/\(t)/comm", encoding: .utf8)) ?? ""
+                if name.hasPrefix("log-writer") { n += 1 }
+            }
+            return n
+        }
+        let dir = TempDir()
+        let log = try EventLog(directory: dir.path)
+        var ingestor: Ingestor? = Ingestor(log: log)
+        _ = try await ingestor!.submit([try prepared(track("t1"))])
+        let deadline = ContinuousClock.now + .seconds(10)
+        #expect(writers() >= 1)
+        let with = writers()
+        ingestor = nil
+        while writers() >= with && ContinuousClock.now < deadline { await Task.yield() }
+        #expect(writers() == with - 1)
+    }
 }
 
 final class Counter: @unchecked Sendable {
