@@ -55,6 +55,10 @@ public struct LogOptions: Sendable {
     /// measured right after the last training.
     public var retrainBelow: Double = 0.8
     public var dictionaryCapacity: Int = 64 * 1024
+    /// Train dictionaries on a thread of their own instead of in the writer (a quarter to half
+    /// a second during which no commit would be acknowledged): what a server wants. Off, the
+    /// writer trains in line, and the commit that triggers it uses the new dictionary.
+    public var trainInBackground = false
     public var compressionLevel: Int32 = 3
     public var readOnly = false
     /// The least the recent messageId table holds before its entries move to the settled
@@ -407,6 +411,14 @@ public final class EventLog: @unchecked Sendable {
         let key = Array(name.utf8)
         let old = try tx.withValue(meta, key: key) { $0.loadUnaligned(as: Int64.self) } ?? 0
         try tx.put(meta, key: key, value: withUnsafeBytes(of: old + Int64(delta)) { Array($0) })
+    }
+
+    /// Waits for a dictionary being trained in the background (`trainInBackground`) and puts
+    /// it in use; returns at once when none is.
+    public func finishTraining() throws {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        try writer.finishTraining(log: self)
     }
 
     func storeDictionary(_ d: ZstdDictionary) throws {

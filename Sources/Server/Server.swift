@@ -37,7 +37,9 @@ public struct TouchstoneServer: Sendable {
         let data = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         lock = try ServeLock(data)
-        log = try EventLog(directory: data + "/log", options: LogOptions(durability: .full))
+        var logOptions = LogOptions(durability: .full)
+        logOptions.trainInBackground = true  // no stall of every acknowledgement while a dictionary trains
+        log = try EventLog(directory: data + "/log", options: logOptions)
         keys = try KeyRing(store: AdminStore(directory: data + "/admin"))
         builder = EnvelopeBuilder(schemas: try SchemaSet.load(builtIn: configuration.schemasDirectory, dataDirectory: data),
                                   maxMessageBytes: configuration.limits.maxMessageBytes)

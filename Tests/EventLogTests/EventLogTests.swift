@@ -266,6 +266,40 @@ import Testing
         #expect(try reopened.event(seq: 1)?.messageId == "a0-0")
     }
 
+    /// As a server runs it: dictionaries trained on a thread of their own while the writer goes
+    /// on; each is stored and used from the first commit after it is ready.
+    @Test func trainsInTheBackgroundWhileTheWriterGoesOn() throws {
+        let dir = TempDir()
+        var options = LogOptions(trainAfter: 300, retrainBelow: 0.9)
+        options.trainInBackground = true
+        let log = try EventLog(directory: dir.path, options: options)
+        func views(_ b: Int) throws -> [PreparedEvent] {
+            try (0..<300).map { i in try prepared(track("a\(b)-\(i)", properties: ["product_id": .string("p\(i % 40)"), "category": "shoes"])) }
+        }
+        for b in 0..<4 { try log.append(try views(b)) }
+        try log.finishTraining()
+        #expect(log.dictionaries.count == 1)
+        // Records committed from now on use it.
+        try log.append(try views(4))
+        let last = try log.environment.read { tx in try tx.withCursor(log.events) { c in try c.last().map { Array($0.value) } } }
+        #expect(RecordCodec.dictionaryID(of: try #require(last)) == log.dictionaries.latest!.id)
+        // Different messages: the ratio drifts, a second dictionary is trained in the background.
+        for b in 0..<12 {
+            try log.append((0..<300).map { i in
+                var m = track("b\(b)-\(i)", event: "Support Ticket Opened", properties: [
+                    "ticket_subject": .string(["Refund for order", "Where is my parcel", "Password reset", "Damaged item"][i % 4] + " #\(i)"),
+                    "priority": .string(["low", "normal", "urgent"][i % 3]), "agent": .string("agent-\(i % 7)")])
+                m["context"] = ["channel": "support", "library": ["name": "zendesk-bridge", "version": "4.1.0"]]
+                return try prepared(m)
+            })
+        }
+        try log.finishTraining()
+        #expect(log.dictionaries.count >= 2)
+        let report = try EventLog(directory: dir.path).verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.events == 17 * 300)
+    }
+
     @Test func compressesWithTheTrainedDictionary() throws {
         let dir = TempDir()
         let log = try EventLog(directory: dir.path, options: LogOptions(trainAfter: 500))
