@@ -24,7 +24,7 @@ public final class Ingestor: Sendable {
     public let log: EventLog
     /// Most events one transaction takes; more wait for the next commit.
     public let maxBatch: Int
-    private let core: Core
+    let core: Core
 
     public init(log: EventLog, maxBatch: Int = 8192, onCommit: (@Sendable (CommitReport) -> Void)? = nil) {
         self.log = log
@@ -82,6 +82,9 @@ public final class Ingestor: Sendable {
             condition.signal()
             condition.unlock()
         }
+
+        /// Callers waiting for a commit that has not started.
+        var waiting: Int { condition.withLock { pending.count } }
 
         func stop() {
             condition.lock()
