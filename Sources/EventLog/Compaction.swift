@@ -146,7 +146,7 @@ extension EventLog {
                     try tx.scan(index) { k, v in
                         let (hash, seq) = MessageIndex.decode(key: k, value: v)
                         if !droppedSet.contains(seq), try target.withRecord(w, holding: seq, { _, _ in true }) != nil {
-                            try w.put(target.messageIDs, key: MessageIndex.key(hash), value: MessageIndex.value(hash, seq: seq))
+                            try MessageIndex.withEntry(hash, seq: seq) { k, v in try w.put(target.messageIDs, key: k, value: v) }
                         }
                         return true
                     }

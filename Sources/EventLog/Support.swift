@@ -39,19 +39,8 @@ public func nowMicros() -> Micros {
 /// header) is the other 48 bits of the hash and the seq, 6 bytes each, big-endian. About 17
 /// bytes an event instead of ~40 for a plain hash → seq table.
 enum MessageIndex {
-    static func key(_ hash: UInt64) -> [UInt8] { [UInt8(hash >> 56), UInt8(truncatingIfNeeded: hash >> 48)] }
-
-    static func value(_ hash: UInt64, seq: UInt64) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 12)
-        for i in 0..<6 {
-            out[i] = UInt8(truncatingIfNeeded: hash >> (8 * (5 - i)))
-            out[6 + i] = UInt8(truncatingIfNeeded: seq >> (8 * (5 - i)))
-        }
-        return out
-    }
-
-    /// Calls `body` with the key and value bytes of (hash, seq), built on the stack: the
-    /// writer puts one entry and looks up two per event.
+    /// Calls `body` with the key and value bytes of (hash, seq), built on the stack (the
+    /// writer puts one entry and looks up two per event); the one place the layout is written.
     @inline(__always)
     static func withEntry<T>(_ hash: UInt64, seq: UInt64,
                              _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) rethrows -> T {

@@ -440,32 +440,21 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         return w.bytes
     }
 
-    static func memberKey(_ key: String, _ pid: UInt64) -> [UInt8] { Array(key.utf8) + [0] + pid.be }
+    private func enter(_ key: String, _ pid: UInt64) { move(key, Array(key.utf8) + [0], pid, enter: true) }
 
-    private func enter(_ key: String, _ pid: UInt64) {
-        members[Self.memberKey(key, pid)] = .some(clock)
-        sizeDelta[key, default: 0] += 1
-        change(key, pid, enter: true)
-    }
+    private func exit(_ key: String, _ pid: UInt64) { move(key, Array(key.utf8) + [0], pid, enter: false) }
 
-    private func exit(_ key: String, _ pid: UInt64) {
-        members[Self.memberKey(key, pid)] = .some(nil)
-        sizeDelta[key, default: 0] -= 1
-        change(key, pid, enter: false)
-    }
-
-    private func change(_ key: String, _ pid: UInt64, enter: Bool) {
-        change(Array(key.utf8) + [0], pid, enter: enter)
-        updated[key] = clock
-    }
-
-    /// A change feed entry under `prefix` (the segment's key and a NUL).
-    private func change(_ prefix: [UInt8], _ pid: UInt64, enter: Bool) {
+    /// `pid` enters or leaves segment `key`, whose member and change-feed keys start with
+    /// `prefix` (the key's bytes and a NUL; the daily tick builds each once).
+    private func move(_ key: String, _ prefix: [UInt8], _ pid: UInt64, enter: Bool) {
+        members[prefix + pid.be] = enter ? .some(clock) : .some(nil)
+        sizeDelta[key, default: 0] += enter ? 1 : -1
         counter += 1
         let id = lastSeq << 24 | (counter & 0xFF_FFFF)
         var w = ByteWriter(capacity: 24)
         w.uint(pid); w.byte(enter ? 1 : 0); w.int(clock)
         changes.append((prefix + id.be, w.bytes))
+        updated[key] = clock
     }
 
     private func setDue(_ pid: UInt64, old: Micros, new: Micros) {
@@ -554,34 +543,19 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         let want = Self.rank(rows, vip: bit["vip"] ?? 0, rfm: rfm)
 
         // Move the profiles whose global segments changed (in profile order, enters then exits
-        // by key), with each key's byte prefixes built once.
-        let memberPrefixes = globals.map { Array($0.utf8) + [0] }
-        var delta = [Int64](repeating: 0, count: globals.count)
-        var moved: UInt32 = 0
+        // by key), with each key's byte prefix built once.
+        let prefixes = globals.map { Array($0.utf8) + [0] }
         // Segments that refer to a global one follow it.
         let followers = order.contains { k in defs[k]!.rule.references.contains { bit[$0] != nil } }
         for i in rows.indices where want[i] != rows[i].have {
             let pid = rows[i].pid
             let entered = want[i] & ~rows[i].have, left = rows[i].have & ~want[i]
-            moved |= entered | left
-            for b in globals.indices where entered & (1 << UInt32(b)) != 0 {
-                members[memberPrefixes[b] + pid.be] = .some(clock)
-                delta[b] += 1
-                change(memberPrefixes[b], pid, enter: true)
-            }
-            for b in globals.indices where left & (1 << UInt32(b)) != 0 {
-                members[memberPrefixes[b] + pid.be] = .some(nil)
-                delta[b] -= 1
-                change(memberPrefixes[b], pid, enter: false)
-            }
+            for b in globals.indices where entered & (1 << UInt32(b)) != 0 { move(globals[b], prefixes[b], pid, enter: true) }
+            for b in globals.indices where left & (1 << UInt32(b)) != 0 { move(globals[b], prefixes[b], pid, enter: false) }
             guard var rec = try loadRecord(pid, tx) else { continue }
             rec.segments = (rec.segments.filter { bit[$0] == nil } + globals.indices.filter { want[i] & (1 << UInt32($0)) != 0 }.map { globals[$0] }).sorted()
             records[pid] = .some(rec)
             if followers { try evaluate(pid, tx) }
-        }
-        for (b, key) in globals.enumerated() where moved & (1 << UInt32(b)) != 0 {
-            sizeDelta[key, default: 0] += delta[b]
-            updated[key] = clock
         }
     }
 
