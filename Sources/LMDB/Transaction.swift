@@ -38,6 +38,10 @@ public protocol TransactionReading: ~Copyable {
 }
 
 extension TransactionReading where Self: ~Copyable {
+    /// The transaction's id (`mdb_txn_id`): a snapshot has the id of the last write committed
+    /// before it began; a write has the id it commits as (the last committed one plus one).
+    public var id: Int { Int(mdb_txn_id(txn)) }
+
     /// The value stored under `key`, copied out; nil when absent.
     public func get(_ db: Database, key: [UInt8]) throws -> [UInt8]? {
         try withValue(db, key: key) { Array($0) }

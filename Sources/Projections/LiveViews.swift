@@ -165,6 +165,7 @@ public final class LiveViews: @unchecked Sendable {
             }
             rebuild = (name, done)
         }
+        let pointer = ViewStore.Watch(store)
         while !stop() {
             if let r = rebuild, let result = r.done.get() {
                 try result.get()
@@ -180,7 +181,7 @@ public final class LiveViews: @unchecked Sendable {
             let name = generation.name
             // Until stopped, the rebuild is done, or another generation is made live (read between batches).
             try runner.follow(limit: Self.tailBatch, finisher: finisher, reader: reader, stop: {
-                stop() || rebuild?.done.get() != nil || store.current().map { $0 != name && store.exists($0) } == true
+                stop() || rebuild?.done.get() != nil || pointer.current().map { $0 != name && store.exists($0) } == true
             }, paced: { [priority] in priority.paced(fetched: $0, limit: Self.tailBatch) }, report: report)
         }
     }

@@ -92,8 +92,20 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         return b.pre
     }
 
-    public init(rules: IdentityRules = .default) {
+    /// Profile states as last committed, kept decoded for the next batches (`StateCache`).
+    private let cache: StateCache
+    /// The ids of this projection's write transactions (under `sealLock`): the last one whose
+    /// batch `didCommit` saw, and the last one `write` ran in. A fold whose snapshot was
+    /// committed by neither reads views someone else wrote (another process folding into the
+    /// same generation): the cache may not match them, so it is emptied.
+    private var committedTxn: Int?, writtenTxn: Int?
+    /// How many committed states `cache` keeps by default: the live tail's recently active
+    /// customers (a few KiB each).
+    public static let defaultCachedStates = 32_768
+
+    public init(rules: IdentityRules = .default, cachedStates: Int = ProfileProjection.defaultCachedStates) {
         self.rules = CompiledRules(rules)
+        cache = StateCache(capacity: cachedStates)
     }
 
     public func open(_ environment: Environment) throws {
@@ -108,6 +120,10 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         current = Layer()
         sealedLayer = nil
         below = nil
+        // A reset follows a failed or conflicting commit: the views may hold what another
+        // process wrote, so nothing cached is known to match them.
+        cache.removeAll()
+        sealLock.withLock { committedTxn = nil; writtenTxn = nil }
     }
 
     public func seal() {
@@ -117,6 +133,13 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     }
 
     public func didCommit() {
+        // The committed states go to the cache: nothing reads the sealed layer any more, and
+        // the next batch touching one of them takes it from there.
+        if let layer = sealedLayer, cache.capacity > 0 {
+            for pid in layer.deleted { cache.remove(pid) }
+            for (pid, state) in layer.stateOverlay { cache.insert(pid, state) }
+        }
+        sealLock.withLock { committedTxn = writtenTxn }
         sealedLayer = nil
     }
 
@@ -145,6 +168,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             if layer.deleted.contains(pid) { return nil }
             if let s = layer.stateOverlay[pid] { return s }
         }
+        if let s = cache.peek(pid) { return s }
         return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
     }
 
@@ -152,6 +176,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     func profileID(of id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? { try lookup(id, tx) }
 
     public func write(_ tx: borrowing WriteTransaction) throws {
+        let txn = tx.id
+        sealLock.withLock { writtenTxn = txn }
         let layer = visible
         let indexOverlay = layer.indexOverlay, deleted = layer.deleted, stateOverlay = layer.stateOverlay
         let mergedOverlay = layer.mergedOverlay, timelineAdds = layer.timelineAdds, linkAdds = layer.linkAdds, purged = layer.purged
@@ -202,6 +228,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             ?? Precomputed(items: events.map(precompute))
         if let first = events.first { current.batch = (first.seq, pre) }
         below = sealedLayer
+        let snapshot = tx.id
+        if sealLock.withLock({ snapshot != committedTxn && snapshot != writtenTxn }) { cache.removeAll() }
         // By index, passing elements in place: binding each event and item to a local copied
         // them (a reference count on the body and on every array of the item).
         let base = events.startIndex
@@ -438,6 +466,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         if let s = stateOverlay[pid] { return s }
         // The sealed batch's states are read-only (it may be committing): fold a copy.
         if let s = below?.stateOverlay[pid] { return s.copy() }
+        // Not in the sealed batch: the cached state is the committed one, and it is ours now.
+        if let s = cache.take(pid) { return s }
         guard let s = try tx.withValue(profiles, key: pid.nativeKey, { try ProfileState.decode($0) }) else {
             throw ViewsError("the identity index names profile p\(pid), which is missing: the views are damaged; rebuild them")
         }

@@ -76,8 +76,14 @@ public struct ProjectionFailure: Sendable, Equatable {
 /// The projections Touchstone runs, made fresh for one generation.
 public struct ProjectionSet: Sendable {
     public var rules: IdentityRules
+    /// How many committed profile states the profile projection keeps decoded between
+    /// batches (`ProfileProjection.defaultCachedStates`; 0: none). Changes speed, never views.
+    public var cachedProfileStates: Int
 
-    public init(rules: IdentityRules = .default) { self.rules = rules }
+    public init(rules: IdentityRules = .default, cachedProfileStates: Int = ProfileProjection.defaultCachedStates) {
+        self.rules = rules
+        self.cachedProfileStates = cachedProfileStates
+    }
 
     /// Every projection's name, in fold order.
     public static let names = [ProfileProjection.projectionName, SegmentProjection.projectionName, KPIProjection.projectionName]
@@ -90,7 +96,7 @@ public struct ProjectionSet: Sendable {
         let wants = { (n: String) in names == nil || names!.contains(n) }
         let dependents = wants(SegmentProjection.projectionName) || wants(KPIProjection.projectionName)
         guard wants(ProfileProjection.projectionName) || dependents else { return out }
-        let profiles = ProfileProjection(rules: rules)
+        let profiles = ProfileProjection(rules: rules, cachedStates: cachedProfileStates)
         out.append(profiles)
         if wants(SegmentProjection.projectionName) { out.append(SegmentProjection(profiles: profiles)) }
         if wants(KPIProjection.projectionName) { out.append(KPIProjection(profiles: profiles)) }

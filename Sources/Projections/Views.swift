@@ -231,6 +231,30 @@ public struct ViewStore: Sendable {
         return name.isEmpty ? nil : name
     }
 
+    /// `current()` for a loop that asks between every batch: `CURRENT` is read again only when
+    /// the file changed (a switch renames a new file over it), otherwise one `stat`.
+    final class Watch {
+        private let store: ViewStore
+        private var seen: [Int] = []
+        private var name: String?
+
+        init(_ store: ViewStore) { self.store = store }
+
+        func current() -> String? {
+            var st = stat()
+            guard stat(store.pointer, &st) == 0 else {
+                seen = []
+                return nil
+            }
+            let stamp = [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
+            if stamp != seen {
+                seen = stamp
+                name = store.current()
+            }
+            return name
+        }
+    }
+
     /// Makes `name` the live generation (atomic rename).
     public func setCurrent(_ name: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
