@@ -157,7 +157,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         let layer = visible
         if layer.deleted.contains(pid) { return nil }
         if let s = layer.stateOverlay[pid] { return s }
-        return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
+        return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0, forReading: true) }
     }
 
     /// A profile's state as the batch being folded sees it (its own changes, then the sealed

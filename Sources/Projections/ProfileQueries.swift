@@ -33,7 +33,7 @@ public struct ProfileReader: Sendable {
     func state(_ id: Identifier) throws -> ProfileState? {
         try generation.environment.read { tx in
             guard let pid = try resolve(id, tx) else { return nil }
-            return try tx.withValue(p.profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
+            return try tx.withValue(p.profiles, key: pid.nativeKey) { try ProfileState.decode($0, forReading: true) }
         }
     }
 
@@ -52,7 +52,7 @@ public struct ProfileReader: Sendable {
     /// Every live profile, in id order, until `body` returns false.
     public func forEachProfile(_ body: (JSON) throws -> Bool) throws {
         try generation.environment.read { tx in
-            try tx.scan(p.profiles) { _, v in try body(Self.render(try ProfileState.decode(v), segments: [])) }
+            try tx.scan(p.profiles) { _, v in try body(Self.render(try ProfileState.decode(v, forReading: true), segments: [])) }
         }
     }
 
@@ -61,7 +61,7 @@ public struct ProfileReader: Sendable {
     public func timeline(_ id: Identifier, before: UInt64? = nil, limit: Int = 50) throws -> [UInt64]? {
         try generation.environment.read { tx in
             guard let pid = try resolve(id, tx),
-                  let s = try tx.withValue(p.profiles, key: pid.nativeKey, { try ProfileState.decode($0) }) else { return nil }
+                  let s = try tx.withValue(p.profiles, key: pid.nativeKey, { try ProfileState.decode($0, forReading: true) }) else { return nil }
             var seqs: [UInt64] = []
             for member in [pid] + s.merged {
                 var n = 0
@@ -88,7 +88,7 @@ public struct ProfileReader: Sendable {
     public func explain(_ id: Identifier) throws -> JSON? {
         try generation.environment.read { tx in
             guard let pid = try resolve(id, tx),
-                  let s = try tx.withValue(p.profiles, key: pid.nativeKey, { try ProfileState.decode($0) }) else { return nil }
+                  let s = try tx.withValue(p.profiles, key: pid.nativeKey, { try ProfileState.decode($0, forReading: true) }) else { return nil }
             var entries: [(UInt64, UInt64, JSON)] = []
             for member in [pid] + s.merged {
                 try tx.scan(p.links, from: member.be) { k, v in
@@ -150,7 +150,7 @@ public struct ProfileReader: Sendable {
             ("refund_count", .int(s.refundCount)),
             ("refund_total", .double(s.refundTotal.amount)),
             ("favorite_category", s.favoriteCategory.map(JSON.string) ?? .null),
-            ("distinct_products", .int(Int64(s.products.count))),
+            ("distinct_products", .int(Int64(s.distinctProducts))),
             ("open_checkout", .bool(s.openCheckout)),
             ("loyalty_points", .int(s.loyaltyPoints)),
             ("nps", s.nps.map { .int($0.value) } ?? .null),

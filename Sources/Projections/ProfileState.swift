@@ -53,6 +53,12 @@ final class ProfileState {
     var nps: Stamped<Int64>?
     var csat: Stamped<Int64>?
     var consent: [String: Stamped<Bool>] = [:]
+    /// Decoded for reading (`decode(_:forReading:)`): `orderIDs` and `products` were skipped,
+    /// only the products' count kept. Such a state is never folded or written.
+    private(set) var skipped: (products: Int, partial: Bool) = (0, false)
+
+    /// `distinct_products`, whether the product ids were decoded or skipped.
+    var distinctProducts: Int { skipped.partial ? skipped.products : products.count }
 
     init(id: UInt64) { self.id = id }
 
@@ -219,6 +225,7 @@ final class ProfileState {
     static let formatVersion: UInt8 = 1
 
     func encode() -> [UInt8] {
+        precondition(!skipped.partial, "a profile state decoded for reading is never written")
         var w = ByteWriter()
         w.byte(Self.formatVersion)
         w.uint(id)
@@ -246,25 +253,47 @@ final class ProfileState {
         return w.bytes
     }
 
-    static func decode(_ raw: UnsafeRawBufferPointer) throws -> ProfileState {
+    /// The state `encode` wrote. `forReading`: for a query or a rule that only reads it — the
+    /// order ids (kept to count an order once) and the product ids (only counted when read)
+    /// are skipped, a third of the strings of a customer with a purchase history.
+    static func decode(_ raw: UnsafeRawBufferPointer, forReading: Bool = false) throws -> ProfileState {
         try raw.withMemoryRebound(to: UInt8.self) { b in
             var r = BinaryReader(b)
             guard try r.byte() == formatVersion else { throw ViewsError("unknown profile format") }
             let p = ProfileState(id: try r.varint())
-            for _ in 0..<(try r.varint()) { p.merged.append(try r.varint()) }
-            for _ in 0..<(try r.varint()) { p.identifiers.append(Identifier(type: try r.string(), value: try r.string())) }
-            for _ in 0..<(try r.varint()) {
+            let merged = Int(try r.varint())
+            p.merged.reserveCapacity(merged)
+            for _ in 0..<merged { p.merged.append(try r.varint()) }
+            let ids = Int(try r.varint())
+            p.identifiers.reserveCapacity(ids)
+            for _ in 0..<ids { p.identifiers.append(Identifier(type: try r.string(), value: try r.string())) }
+            let traits = Int(try r.varint())
+            p.traits.reserveCapacity(traits)
+            for _ in 0..<traits {
                 let k = try r.string()
                 p.traits[k] = Stamped(value: try JSON.decodeBinary(&r), time: try r.signedVarint(), seq: try r.varint(), source: try r.string())
             }
             p.firstSeen = try r.signedVarint(); p.lastSeen = try r.signedVarint(); p.eventCount = try r.signedVarint()
             p.channels = try r.counts()
-            for _ in 0..<(try r.varint()) { p.orderIDs.append(try r.string()) }
+            let orders = Int(try r.varint())
+            if forReading {
+                for _ in 0..<orders { _ = try r.bytes(Int(try r.varint())) }
+            } else {
+                p.orderIDs.reserveCapacity(orders)
+                for _ in 0..<orders { p.orderIDs.append(try r.string()) }
+            }
             p.orderCount = try r.signedVarint(); p.revenue = try r.signedVarint()
             p.firstOrderAt = try r.optInt(); p.lastOrderAt = try r.optInt()
             p.refundCount = try r.signedVarint(); p.refundTotal = try r.signedVarint()
             p.categories = try r.counts()
-            for _ in 0..<(try r.varint()) { p.products.append(try r.string()) }
+            let products = Int(try r.varint())
+            if forReading {
+                for _ in 0..<products { _ = try r.bytes(Int(try r.varint())) }
+                p.skipped = (products, true)
+            } else {
+                p.products.reserveCapacity(products)
+                for _ in 0..<products { p.products.append(try r.string()) }
+            }
             p.lastCheckoutAt = try r.optInt(); p.loyaltyPoints = try r.signedVarint()
             var scored: [Stamped<Int64>?] = []
             for _ in 0..<2 {
@@ -311,8 +340,10 @@ struct ByteWriter {
 extension BinaryReader {
     mutating func optInt() throws -> Int64? { try byte() == 1 ? try signedVarint() : nil }
     mutating func counts() throws -> [String: Int64] {
+        let n = Int(try varint())
         var d: [String: Int64] = [:]
-        for _ in 0..<(try varint()) {
+        d.reserveCapacity(n)
+        for _ in 0..<n {
             let k = try string()
             d[k] = try signedVarint()
         }

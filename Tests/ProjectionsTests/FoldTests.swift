@@ -56,11 +56,16 @@ import TestSupport
         try ProjectionRunner(log: s.log, generation: g).catchUp()
         let p = try #require(g.projection(named: ProfileProjection.projectionName) as? ProfileProjection)
         var checked = 0
-        var traits = 0, orders = 0, consent = 0
+        var traits = 0, orders = 0, consent = 0, products = 0
         try g.environment.read { tx in
             try tx.scan(p.profiles) { _, v in
                 let state = try ProfileState.decode(v)
                 #expect(state.copy().encode() == Array(v.bindMemory(to: UInt8.self)), "profile p\(state.id)")
+                // Decoded for reading (order and product ids skipped), it renders the same.
+                let read = try ProfileState.decode(v, forReading: true)
+                #expect(ProfileReader.render(read, segments: []) == ProfileReader.render(state, segments: []), "profile p\(state.id)")
+                #expect(read.distinctProducts == state.products.count && read.orderIDs.isEmpty && read.products.isEmpty)
+                products += state.products.isEmpty ? 0 : 1
                 checked += 1
                 traits += state.traits.isEmpty ? 0 : 1
                 orders += state.orderCount > 0 ? 1 : 0
@@ -68,7 +73,7 @@ import TestSupport
                 return true
             }
         }
-        #expect(checked >= 100 && traits > 0 && orders > 0 && consent > 0)
+        #expect(checked >= 100 && traits > 0 && orders > 0 && consent > 0 && products > 0)
     }
 
     @Test func replayingTheSameLogGivesByteIdenticalViewsWhateverTheBatchSize() throws {

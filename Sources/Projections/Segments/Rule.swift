@@ -447,7 +447,7 @@ enum RuleEvaluator {
             case .refundCount: return .num(Double(s.refundCount))
             case .refundTotal: return .num(s.refundTotal.amount)
             case .favoriteCategory: return s.favoriteCategory.map(Val.str) ?? .missing
-            case .distinctProducts: return .num(Double(s.products.count))
+            case .distinctProducts: return .num(Double(s.distinctProducts))
             case .openCheckout: return .bool(s.openCheckout)
             case .loyaltyPoints: return .num(Double(s.loyaltyPoints))
             case .nps: return s.nps.map { .num(Double($0.value)) } ?? .missing
