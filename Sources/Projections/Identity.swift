@@ -137,6 +137,8 @@ public struct RulesError: Error, CustomStringConvertible, Sendable {
 /// The rules compiled for the fold: lookups without allocation where possible.
 final class CompiledRules: @unchecked Sendable {
     let rules: IdentityRules
+    /// `rules.digest`, computed once: the runner stamps it on every batch it commits.
+    let digest: String
     private let blocked: Set<String>
     private let patterns: [Pattern]
     private let typeBlocked: [String: Set<String>]
@@ -148,6 +150,7 @@ final class CompiledRules: @unchecked Sendable {
 
     init(_ rules: IdentityRules) {
         self.rules = rules
+        digest = rules.digest
         blocked = Set(rules.blocked.map { $0.lowercased() })
         patterns = rules.blockedPatterns.compactMap { try? Pattern($0) }
         typeBlocked = rules.types.mapValues { Set($0.blocked.map { $0.lowercased() }) }

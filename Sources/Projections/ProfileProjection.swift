@@ -20,7 +20,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     public static let projectionName = "profiles"
     public var name: String { Self.projectionName }
     public let version = 1
-    public var configurationDigest: String { rules.rules.digest }
+    public var configurationDigest: String { rules.digest }
     public let databaseNames = ["identity", "profiles", "merged", "timeline", "links"]
 
     let rules: CompiledRules
