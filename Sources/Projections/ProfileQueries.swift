@@ -136,12 +136,12 @@ public struct ProfileReader: Sendable {
     static func time(_ t: Micros?) -> JSON { t.map { .string(Timestamp.format($0)) } ?? .null }
 
     static func render(_ s: ProfileState, segments: [String]) -> JSON {
-        let traits = s.traits.sorted { $0.key < $1.key }
+        let traits = s.traits
         let computed: [(String, JSON)] = [
             ("first_seen", time(s.eventCount > 0 ? s.firstSeen : nil)),
             ("last_seen", time(s.eventCount > 0 ? s.lastSeen : nil)),
             ("event_count", .int(s.eventCount)),
-            ("channels", .object(s.channels.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+            ("channels", .object(s.channels.map { ($0.key, .int($0.value)) })),
             ("order_count", .int(s.orderCount)),
             ("total_revenue", .double(s.revenue.amount)),
             ("aov", s.orderCount > 0 ? .double((Double(s.revenue) / Double(s.orderCount)).rounded() / 10_000) : .null),
@@ -155,7 +155,7 @@ public struct ProfileReader: Sendable {
             ("loyalty_points", .int(s.loyaltyPoints)),
             ("nps", s.nps.map { .int($0.value) } ?? .null),
             ("csat", s.csat.map { .int($0.value) } ?? .null),
-            ("consent", .object(s.consent.sorted { $0.key < $1.key }.map { k, v in
+            ("consent", .object(s.consent.map { k, v in
                 (k, .object([("granted", .bool(v.value)), ("time", time(v.time)), ("source", .string(v.source))]))
             })),
         ]

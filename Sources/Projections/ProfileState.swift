@@ -33,12 +33,12 @@ final class ProfileState {
     /// Profiles merged into this one (their ids still resolve here).
     var merged: [UInt64] = []
     var identifiers: [Identifier] = []
-    var traits: [String: Stamped<JSON>] = [:]
+    var traits = SortedMap<Stamped<JSON>>()
 
     var firstSeen: Micros = .max
     var lastSeen: Micros = .min
     var eventCount: Int64 = 0
-    var channels: [String: Int64] = [:]
+    var channels = SortedMap<Int64>()
     var orderIDs: [String] = []          // sorted; an order counts once
     var orderCount: Int64 = 0
     var revenue: Money = 0
@@ -46,13 +46,13 @@ final class ProfileState {
     var lastOrderAt: Micros?
     var refundCount: Int64 = 0
     var refundTotal: Money = 0
-    var categories: [String: Int64] = [:]
+    var categories = SortedMap<Int64>()
     var products: [String] = []          // sorted distinct product ids purchased
     var lastCheckoutAt: Micros?
     var loyaltyPoints: Int64 = 0
     var nps: Stamped<Int64>?
     var csat: Stamped<Int64>?
-    var consent: [String: Stamped<Bool>] = [:]
+    var consent = SortedMap<Stamped<Bool>>()
     /// Decoded for reading (`decode(_:forReading:)`): `orderIDs` and `products` were skipped,
     /// only the products' count kept. Such a state is never folded or written.
     private(set) var skipped: (products: Int, partial: Bool) = (0, false)
@@ -232,7 +232,7 @@ final class ProfileState {
         w.uint(UInt64(merged.count)); for m in merged { w.uint(m) }
         w.uint(UInt64(identifiers.count)); for i in identifiers { w.string(i.type); w.string(i.value) }
         w.uint(UInt64(traits.count))
-        for (k, v) in traits.sorted(by: { $0.key < $1.key }) {
+        for (k, v) in traits {
             w.string(k); w.json(v.value); w.int(v.time); w.uint(v.seq); w.string(v.source)
         }
         w.int(firstSeen); w.int(lastSeen); w.int(eventCount)
@@ -247,7 +247,7 @@ final class ProfileState {
             if let s { w.byte(1); w.int(s.value); w.int(s.time); w.uint(s.seq); w.string(s.source) } else { w.byte(0) }
         }
         w.uint(UInt64(consent.count))
-        for (k, v) in consent.sorted(by: { $0.key < $1.key }) {
+        for (k, v) in consent {
             w.string(k); w.byte(v.value ? 1 : 0); w.int(v.time); w.uint(v.seq); w.string(v.source)
         }
         return w.bytes
@@ -271,7 +271,7 @@ final class ProfileState {
             p.traits.reserveCapacity(traits)
             for _ in 0..<traits {
                 let k = try r.string()
-                p.traits[k] = Stamped(value: try JSON.decodeBinary(&r), time: try r.signedVarint(), seq: try r.varint(), source: try r.string())
+                p.traits.appendInOrder(k, Stamped(value: try JSON.decodeBinary(&r), time: try r.signedVarint(), seq: try r.varint(), source: try r.string()))
             }
             p.firstSeen = try r.signedVarint(); p.lastSeen = try r.signedVarint(); p.eventCount = try r.signedVarint()
             p.channels = try r.counts()
@@ -304,7 +304,7 @@ final class ProfileState {
             p.nps = scored[0]; p.csat = scored[1]
             for _ in 0..<(try r.varint()) {
                 let k = try r.string()
-                p.consent[k] = Stamped(value: try r.byte() == 1, time: try r.signedVarint(), seq: try r.varint(), source: try r.string())
+                p.consent.appendInOrder(k, Stamped(value: try r.byte() == 1, time: try r.signedVarint(), seq: try r.varint(), source: try r.string()))
             }
             return p
         }
@@ -331,21 +331,21 @@ struct ByteWriter {
         }
     }
     mutating func json(_ j: JSON) { j.encodeBinary(into: &bytes) }
-    mutating func counts(_ d: [String: Int64]) {
+    mutating func counts(_ d: SortedMap<Int64>) {
         uint(UInt64(d.count))
-        for (k, v) in d.sorted(by: { $0.key < $1.key }) { string(k); int(v) }
+        for (k, v) in d { string(k); int(v) }
     }
 }
 
 extension BinaryReader {
     mutating func optInt() throws -> Int64? { try byte() == 1 ? try signedVarint() : nil }
-    mutating func counts() throws -> [String: Int64] {
+    mutating func counts() throws -> SortedMap<Int64> {
         let n = Int(try varint())
-        var d: [String: Int64] = [:]
+        var d = SortedMap<Int64>()
         d.reserveCapacity(n)
         for _ in 0..<n {
             let k = try string()
-            d[k] = try signedVarint()
+            d.appendInOrder(k, try signedVarint())
         }
         return d
     }

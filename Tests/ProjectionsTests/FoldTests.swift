@@ -155,6 +155,29 @@ import TestSupport
         #expect(none.count == 0)
     }
 
+    /// The profile's ordered maps behave as the dictionaries they replace (canonically equal
+    /// keys included) and iterate in `String` order, whatever order keys arrive in.
+    @Test func aSortedMapActsLikeADictionaryInKeyOrder() {
+        var rng = SplitMix(seed: 7)
+        let pool = ["web", "app", "pos", "email", "é", "e\u{301}", "Zeta", "zeta", "a", "", "web2", "ünï", "😀"]
+        var map = SortedMap<Int>(), reference: [String: Int] = [:]
+        for step in 0..<5_000 {
+            let k = pool[Int(rng.next() % UInt64(pool.count))]
+            switch rng.next() % 4 {
+            case 0: map[k] = nil; reference[k] = nil
+            case 1: map[k, default: 0] += 1; reference[k, default: 0] += 1
+            default: map[k] = step; reference[k] = step
+            }
+            #expect(map[k] == reference[k])
+        }
+        #expect(map.count == reference.count)
+        #expect(map.map(\.key) == reference.keys.sorted())
+        #expect(map.map(\.value) == reference.sorted { $0.key < $1.key }.map(\.value))
+        var read = SortedMap<Int>()
+        for (k, v) in [("b", 2), ("a", 1), ("c", 3), ("b", 4)] { read.appendInOrder(k, v) }  // out of order: still sorted
+        #expect(read.map(\.key) == ["a", "b", "c"] && read["b"] == 4)
+    }
+
     /// The tail asks for `CURRENT` between batches: it reads the file again only when a switch
     /// replaced it.
     @Test func thePointerWatchSeesEverySwitch() throws {

@@ -452,7 +452,7 @@ enum RuleEvaluator {
             case .loyaltyPoints: return .num(Double(s.loyaltyPoints))
             case .nps: return s.nps.map { .num(Double($0.value)) } ?? .missing
             case .csat: return s.csat.map { .num(Double($0.value)) } ?? .missing
-            case .channels: return .list(s.channels.keys.sorted().map(Val.str))
+            case .channels: return .list(s.channels.keys.map(Val.str))
             case .consent(let purpose): return s.consent[purpose].map { .bool($0.value) } ?? .missing
             }
         }
