@@ -244,7 +244,9 @@ public struct BinaryReader {
         return Int64(bitPattern: (z >> 1) ^ (0 &- (z & 1)))
     }
 
-    mutating func count() throws(BinaryJSONError) -> Int {
+    /// A length or element count: a varint no larger than the bytes left (every element takes
+    /// at least one), so it is safe to reserve capacity for.
+    public mutating func count() throws(BinaryJSONError) -> Int {
         let n = try varint()
         guard n <= UInt64(remaining) else { throw BinaryJSONError(message: "count \(n) exceeds the data") }
         return Int(n)
@@ -269,5 +271,10 @@ public struct BinaryReader {
         let raw = try bytes(n)
         guard let s = makeString(raw) else { throw BinaryJSONError(message: "invalid UTF-8") }
         return s
+    }
+
+    /// Moves past a string without making it.
+    public mutating func skipString() throws(BinaryJSONError) {
+        _ = try bytes(try count())
     }
 }

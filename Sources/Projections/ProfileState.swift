@@ -53,12 +53,12 @@ final class ProfileState {
     var nps: Stamped<Int64>?
     var csat: Stamped<Int64>?
     var consent = SortedMap<Stamped<Bool>>()
-    /// Decoded for reading (`decode(_:forReading:)`): `orderIDs` and `products` were skipped,
-    /// only the products' count kept. Such a state is never folded or written.
-    private(set) var skipped: (products: Int, partial: Bool) = (0, false)
+    /// Set when decoded for reading (`decode(_:forReading:)`): `orderIDs` and `products` were
+    /// skipped, and this is how many product ids there were. Such a state is never written.
+    private(set) var skippedProducts: Int?
 
     /// `distinct_products`, whether the product ids were decoded or skipped.
-    var distinctProducts: Int { skipped.partial ? skipped.products : products.count }
+    var distinctProducts: Int { skippedProducts ?? products.count }
 
     init(id: UInt64) { self.id = id }
 
@@ -225,7 +225,7 @@ final class ProfileState {
     static let formatVersion: UInt8 = 1
 
     func encode() -> [UInt8] {
-        precondition(!skipped.partial, "a profile state decoded for reading is never written")
+        precondition(skippedProducts == nil, "a profile state decoded for reading is never written")
         var w = ByteWriter()
         w.byte(Self.formatVersion)
         w.uint(id)
@@ -261,13 +261,13 @@ final class ProfileState {
             var r = BinaryReader(b)
             guard try r.byte() == formatVersion else { throw ViewsError("unknown profile format") }
             let p = ProfileState(id: try r.varint())
-            let merged = Int(try r.varint())
+            let merged = try r.count()
             p.merged.reserveCapacity(merged)
             for _ in 0..<merged { p.merged.append(try r.varint()) }
-            let ids = Int(try r.varint())
+            let ids = try r.count()
             p.identifiers.reserveCapacity(ids)
             for _ in 0..<ids { p.identifiers.append(Identifier(type: try r.string(), value: try r.string())) }
-            let traits = Int(try r.varint())
+            let traits = try r.count()
             p.traits.reserveCapacity(traits)
             for _ in 0..<traits {
                 let k = try r.string()
@@ -275,9 +275,9 @@ final class ProfileState {
             }
             p.firstSeen = try r.signedVarint(); p.lastSeen = try r.signedVarint(); p.eventCount = try r.signedVarint()
             p.channels = try r.counts()
-            let orders = Int(try r.varint())
+            let orders = try r.count()
             if forReading {
-                for _ in 0..<orders { _ = try r.bytes(Int(try r.varint())) }
+                for _ in 0..<orders { try r.skipString() }
             } else {
                 p.orderIDs.reserveCapacity(orders)
                 for _ in 0..<orders { p.orderIDs.append(try r.string()) }
@@ -286,10 +286,10 @@ final class ProfileState {
             p.firstOrderAt = try r.optInt(); p.lastOrderAt = try r.optInt()
             p.refundCount = try r.signedVarint(); p.refundTotal = try r.signedVarint()
             p.categories = try r.counts()
-            let products = Int(try r.varint())
+            let products = try r.count()
             if forReading {
-                for _ in 0..<products { _ = try r.bytes(Int(try r.varint())) }
-                p.skipped = (products, true)
+                for _ in 0..<products { try r.skipString() }
+                p.skippedProducts = products
             } else {
                 p.products.reserveCapacity(products)
                 for _ in 0..<products { p.products.append(try r.string()) }
@@ -340,7 +340,7 @@ struct ByteWriter {
 extension BinaryReader {
     mutating func optInt() throws -> Int64? { try byte() == 1 ? try signedVarint() : nil }
     mutating func counts() throws -> SortedMap<Int64> {
-        let n = Int(try varint())
+        let n = try count()
         var d = SortedMap<Int64>()
         d.reserveCapacity(n)
         for _ in 0..<n {

@@ -235,7 +235,7 @@ public struct ViewStore: Sendable {
     /// the file changed (a switch renames a new file over it), otherwise one `stat`.
     final class Watch {
         private let store: ViewStore
-        private var seen: [Int] = []
+        private var seen: (Int, Int, Int, Int, Int, Int)?
         private var name: String?
 
         init(_ store: ViewStore) { self.store = store }
@@ -243,11 +243,11 @@ public struct ViewStore: Sendable {
         func current() -> String? {
             var st = stat()
             guard stat(store.pointer, &st) == 0 else {
-                seen = []
+                seen = nil
                 return nil
             }
-            let stamp = [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
-            if stamp != seen {
+            let stamp = (Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec)
+            if seen.map({ $0 != stamp }) ?? true {
                 seen = stamp
                 name = store.current()
             }
