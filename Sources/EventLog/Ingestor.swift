@@ -41,7 +41,7 @@ public actor Ingestor {
     private var flushing = false
     private let queue = DispatchQueue(label: "touchstone.log-writer", qos: .userInitiated)
 
-    public init(log: EventLog, maxBatch: Int = 8192, onCommit: (@Sendable (CommitReport) -> Void)? = nil) {
+    public init(log: EventLog, maxBatch: Int = 1024, onCommit: (@Sendable (CommitReport) -> Void)? = nil) {
         self.log = log
         self.maxBatch = maxBatch
         self.onCommit = onCommit

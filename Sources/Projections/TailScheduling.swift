@@ -92,7 +92,8 @@ enum ThreadPriority {
 final class TailPriority: @unchecked Sendable {
     let scheduling: TailScheduling
     /// Full batches in a row after which the tail counts as behind: 32 × 256 events is about a
-    /// tenth of a second of folding, more than the largest group commit (8,192 events) holds.
+    /// tenth of a second of folding, more than a group commit holds (1,024 events by default,
+    /// `ingest.maxCommitEvents`; 8,192 would still fit).
     static let behindBatches = 32
     private let lock = NSLock()
     private var threads: [(tid: Int32, rank: Int32)] = []
