@@ -71,6 +71,19 @@ public enum Timestamp {
 
     /// `2025-03-01T12:00:00.123Z` — milliseconds when the value has no finer part, else microseconds.
     public static func format(_ t: Micros) -> String {
+        formatted(t) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// `format(t)`'s UTF-8 bytes, valid inside `body` only; no string made for years 0–9999.
+    /// (Not generic: a generic function called from another module runs unspecialised, which
+    /// made this a third of a profile's rendering.)
+    public static func withText(_ t: Micros, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        formatted(t, body)
+    }
+
+    /// For years 0–9999 written byte by byte into a stack buffer (string interpolation and
+    /// padding were most of a profile render).
+    private static func formatted<R>(_ t: Micros, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         var secs = t / 1_000_000
         var frac = t % 1_000_000
         if frac < 0 { frac += 1_000_000; secs -= 1 }
@@ -78,18 +91,23 @@ public enum Timestamp {
         var rem = secs % 86400
         if rem < 0 { rem += 86400; days -= 1 }
         let (y, m, d) = civilFromDays(Int(days))
-        guard (0...9999).contains(y) else { return slowFormat(y, m, d, Int(rem), Int(frac)) }
+        guard (0...9999).contains(y) else {
+            var text = slowFormat(y, m, d, Int(rem), Int(frac))
+            return text.withUTF8(body)
+        }
         let millis = frac % 1000 == 0
-        // Written byte by byte: string interpolation and padding were most of a profile render.
-        return String(unsafeUninitializedCapacity: millis ? 24 : 27) { b in
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 27) { b in
             putDate(y, m, d, into: b)
             b[10] = 84  // T
             putDigits(Int(rem / 3600), into: b, at: 11, width: 2); b[13] = 58
             putDigits(Int(rem % 3600 / 60), into: b, at: 14, width: 2); b[16] = 58
             putDigits(Int(rem % 60), into: b, at: 17, width: 2); b[19] = 46
-            if millis { putDigits(Int(frac / 1000), into: b, at: 20, width: 3); b[23] = 90; return 24 }
+            if millis {
+                putDigits(Int(frac / 1000), into: b, at: 20, width: 3); b[23] = 90
+                return body(UnsafeBufferPointer(rebasing: b[0..<24]))
+            }
             putDigits(Int(frac), into: b, at: 20, width: 6); b[26] = 90
-            return 27
+            return body(UnsafeBufferPointer(rebasing: b[0..<27]))
         }
     }
 
@@ -114,7 +132,8 @@ public enum Timestamp {
         }
         let time = "\(pad(rem / 3600, 2)):\(pad(rem % 3600 / 60, 2)):\(pad(rem % 60, 2))"
         let fraction = frac % 1000 == 0 ? pad(frac / 1000, 3) : pad(frac, 6)
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(time).\(fraction)Z"
+        let year = y < 0 ? "-" + pad(-y, 4) : pad(y, 4)  // ISO 8601's expanded form: -0001
+        return "\(year)-\(pad(m, 2))-\(pad(d, 2))T\(time).\(fraction)Z"
     }
 
     /// The UTC day of `t` as days since 1970-01-01.

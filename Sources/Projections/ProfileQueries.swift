@@ -43,6 +43,22 @@ public struct ProfileReader: Sendable {
         return Self.render(s, segments: segments)
     }
 
+    /// The unified profile as the API answers it, as compact JSON text, with the segments it is
+    /// in (when the generation has the segment projection): `profile(_:segments:)`'s bytes,
+    /// written without building the tree, and everything read from one snapshot. Nil when no
+    /// profile has `id`.
+    public func document(_ id: Identifier) throws -> [UInt8]? {
+        let segments = generation.projection(named: SegmentProjection.projectionName) as? SegmentProjection
+        return try generation.environment.read { tx in
+            guard let pid = try resolve(id, tx),
+                  let s = try tx.withValue(p.profiles, key: pid.nativeKey, { try ProfileState.decode($0, forReading: true) }) else { return nil }
+            let memberOf = try segments.map { try SegmentReader.segments(of: $0, profile: pid, tx) } ?? []
+            let w = JSONText(capacity: 2048)
+            Self.write(s, segments: memberOf, to: w)
+            return w.bytes
+        }
+    }
+
     /// The profile id (`p…`) of `id`, if any.
     public func profileID(_ id: Identifier) throws -> String? { try resolve(id).map { "p\($0)" } }
 
@@ -134,6 +150,79 @@ public struct ProfileReader: Sendable {
     }
 
     static func time(_ t: Micros?) -> JSON { t.map { .string(Timestamp.format($0)) } ?? .null }
+
+    /// `render(s, segments:)` written as JSON text as it goes: the same bytes as the tree's
+    /// `jsonBytes()` (a test holds them equal for every datagen profile), a fraction of the
+    /// allocations. Keep the two in step.
+    static func write(_ s: ProfileState, segments: [String], to w: JSONText) {
+        func time(_ t: Micros?) {
+            if let t { Timestamp.withText(t) { w.plainString($0) } } else { w.null() }
+        }
+        w.beginObject()
+        w.key("profile_id"); w.plainString("p", s.id)
+        w.key("identifiers"); w.beginObject()
+        var types: [String] = []
+        for id in s.identifiers where !types.contains(id.type) { types.append(id.type) }
+        for t in types {
+            w.key(string: t); w.beginArray()
+            for id in s.identifiers where id.type == t { w.string(id.value) }
+            w.endArray()
+        }
+        w.endObject()
+        w.key("traits"); w.beginObject()
+        for (k, v) in s.traits { w.key(string: k); w.value(v.value) }
+        w.endObject()
+        w.key("trait_sources"); w.beginObject()
+        for (k, v) in s.traits {
+            w.key(string: k); w.beginObject()
+            w.key("time"); time(v.time)
+            w.key("source"); w.string(v.source)
+            w.key("seq"); w.int(v.seq)
+            w.endObject()
+        }
+        w.endObject()
+        w.key("computed"); w.beginObject()
+        w.key("first_seen"); time(s.eventCount > 0 ? s.firstSeen : nil)
+        w.key("last_seen"); time(s.eventCount > 0 ? s.lastSeen : nil)
+        w.key("event_count"); w.int(s.eventCount)
+        w.key("channels"); w.beginObject()
+        for (k, v) in s.channels { w.key(string: k); w.int(v) }
+        w.endObject()
+        w.key("order_count"); w.int(s.orderCount)
+        w.key("total_revenue"); w.double(s.revenue.amount)
+        w.key("aov")
+        if s.orderCount > 0 { w.double((Double(s.revenue) / Double(s.orderCount)).rounded() / 10_000) } else { w.null() }
+        w.key("first_order_at"); time(s.firstOrderAt)
+        w.key("last_order_at"); time(s.lastOrderAt)
+        w.key("refund_count"); w.int(s.refundCount)
+        w.key("refund_total"); w.double(s.refundTotal.amount)
+        w.key("favorite_category")
+        if let c = s.favoriteCategory { w.string(c) } else { w.null() }
+        w.key("distinct_products"); w.int(Int64(s.distinctProducts))
+        w.key("open_checkout"); w.bool(s.openCheckout)
+        w.key("loyalty_points"); w.int(s.loyaltyPoints)
+        w.key("nps")
+        if let v = s.nps { w.int(v.value) } else { w.null() }
+        w.key("csat")
+        if let v = s.csat { w.int(v.value) } else { w.null() }
+        w.key("consent"); w.beginObject()
+        for (k, v) in s.consent {
+            w.key(string: k); w.beginObject()
+            w.key("granted"); w.bool(v.value)
+            w.key("time"); time(v.time)
+            w.key("source"); w.string(v.source)
+            w.endObject()
+        }
+        w.endObject()
+        w.endObject()
+        w.key("segments"); w.beginArray()
+        for k in segments { w.string(k) }
+        w.endArray()
+        w.key("merged_ids"); w.beginArray()
+        for m in s.merged { w.plainString("p", m) }
+        w.endArray()
+        w.endObject()
+    }
 
     static func render(_ s: ProfileState, segments: [String]) -> JSON {
         let traits = s.traits

@@ -61,6 +61,102 @@ import TestSupport
         #expect(JSON.double(20).jsonString == "20")
         #expect(JSON.double(.infinity).jsonString == "null")
     }
+
+    @Test func everyCharacterRoundTripsThroughItsEscape() throws {
+        let s = String(decoding: (0..<128).map { UInt8($0) }, as: UTF8.self) + "é😀\\\"x"
+        let v = JSON.string(s)
+        #expect(try JSON.parse(v.jsonString) == v)
+        #expect(v.jsonString.hasPrefix(#""\u0000\u0001"#) && v.jsonString.hasSuffix(#"é😀\\\"x""#))
+        #expect(JSON.string("plain").jsonString == #""plain""#)
+    }
+
+    @Test func numbersAreWrittenAsTheirStringsSpellThem() {
+        for v: Int64 in [0, 7, 9, 10, -1, -10, 1_000_000, .max, .min, .max - 1, .min + 1] {
+            #expect(JSON.int(v).jsonString == String(v))
+        }
+        for v: UInt64 in [0, 9, 10, .max] {
+            let w = JSONText()
+            w.int(v)
+            #expect(String(decoding: w.bytes, as: UTF8.self) == String(v))
+        }
+        for d: Double in [0, -0.0, 1, -1, 0.1, -2.5, 19.99, 1e15 - 1, 1e15, -1e15 + 1, 1e20, 123456.789, .nan, -.infinity, .leastNonzeroMagnitude] {
+            #expect(JSON.double(d).jsonString == JSON.formatDouble(d), "\(d)")
+        }
+    }
+
+    /// `JSONText`, call by call, writes what a plain byte-at-a-time writer (the one this
+    /// codebase had before) writes for the same tree: escapes, numbers, nesting, commas.
+    @Test func textWrittenAsItGoesIsWhatAPlainWriterWrites() {
+        let hex = Array("0123456789abcdef".utf8)
+        func reference(_ v: JSON, _ out: inout [UInt8]) {
+            func str(_ s: String) {
+                out.append(0x22)
+                for c in s.utf8 {
+                    switch c {
+                    case 0x22, 0x5C: out += [0x5C, c]
+                    case 0x0A: out += Array(#"\n"#.utf8)
+                    case 0x0D: out += Array(#"\r"#.utf8)
+                    case 0x09: out += Array(#"\t"#.utf8)
+                    case 0..<0x20: out += Array(#"\u00"#.utf8) + [hex[Int(c >> 4)], hex[Int(c & 15)]]
+                    default: out.append(c)
+                    }
+                }
+                out.append(0x22)
+            }
+            switch v {
+            case .null: out += Array("null".utf8)
+            case .bool(let b): out += Array((b ? "true" : "false").utf8)
+            case .int(let i): out += Array(String(i).utf8)
+            case .double(let d): out += Array(JSON.formatDouble(d).utf8)
+            case .string(let s): str(s)
+            case .array(let a):
+                out.append(UInt8(ascii: "["))
+                for (n, e) in a.enumerated() { if n > 0 { out.append(UInt8(ascii: ",")) }; reference(e, &out) }
+                out.append(UInt8(ascii: "]"))
+            case .object(let o):
+                out.append(UInt8(ascii: "{"))
+                for (n, (k, e)) in o.enumerated() { if n > 0 { out.append(UInt8(ascii: ",")) }; str(k); out.append(UInt8(ascii: ":")); reference(e, &out) }
+                out.append(UInt8(ascii: "}"))
+            }
+        }
+        func emit(_ v: JSON, _ w: JSONText) {
+            switch v {
+            case .null: w.null()
+            case .bool(let b): w.bool(b)
+            case .int(let i): w.int(i)
+            case .double(let d): w.double(d)
+            case .string(let s): w.string(s)
+            case .array(let a):
+                w.beginArray()
+                for e in a { emit(e, w) }
+                w.endArray()
+            case .object(let o):
+                w.beginObject()
+                for (k, e) in o { w.key(string: k); emit(e, w) }
+                w.endObject()
+            }
+        }
+        var rng = SplitMix(seed: 0x7E47)
+        let edge: [JSON] = [.object([]), .array([]), .array([.object([]), .array([]), .null]), .string("q\"\\\u{01}\u{1F}\n\r\té"),
+                            .object([("a", .object([("b", .array([.int(.min), .double(0.5)]))])), ("c\"", .bool(false))])]
+        for v in edge + (0..<500).map({ _ in BinaryForm().randomJSON(&rng, depth: 0) }) {
+            var expected: [UInt8] = []
+            reference(v, &expected)
+            let w = JSONText(capacity: 0)  // grows from its smallest buffer
+            emit(v, w)
+            #expect(String(decoding: w.bytes, as: UTF8.self) == String(decoding: expected, as: UTF8.self))
+            #expect(v.jsonBytes() == expected)
+            var appended: [UInt8] = [7]
+            v.write(to: &appended)
+            #expect(appended == [7] + expected)
+        }
+        let w = JSONText()
+        w.beginObject(); w.key("literal"); w.beginArray()
+        "2025-03-01".utf8.withContiguousStorageIfAvailable { w.plainString($0) }
+        w.plainString("p", 12); w.raw(Array("{\"x\":1}".utf8)); w.value(.array([.int(1)]))
+        w.endArray(); w.endObject()
+        #expect(String(decoding: w.bytes, as: UTF8.self) == #"{"literal":["2025-03-01","p12",{"x":1},[1]]}"#)
+    }
 }
 
 @Suite struct BinaryForm {

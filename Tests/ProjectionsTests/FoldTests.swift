@@ -64,6 +64,14 @@ import TestSupport
                 // Decoded for reading (order and product ids skipped), it renders the same.
                 let read = try ProfileState.decode(v, forReading: true)
                 #expect(ProfileReader.render(read, segments: []) == ProfileReader.render(state, segments: []), "profile p\(state.id)")
+                // The API's text, written without the tree, is the tree's bytes, with and
+                // without segments and merged ids.
+                for (segments, merged) in [([], [] as [UInt64]), (["vip", "a \"quoted\"\nkey"], [7, UInt64.max])] {
+                    read.merged = merged
+                    let w = JSONText()
+                    ProfileReader.write(read, segments: segments, to: w)
+                    #expect(String(decoding: w.bytes, as: UTF8.self) == ProfileReader.render(read, segments: segments).jsonString, "profile p\(state.id)")
+                }
                 #expect(read.distinctProducts == state.products.count && read.orderIDs.isEmpty && read.products.isEmpty)
                 products += state.products.isEmpty ? 0 : 1
                 checked += 1

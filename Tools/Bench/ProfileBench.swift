@@ -61,14 +61,15 @@ struct ProfileBench: ParsableCommand {
         let users = distinct.sorted()
         guard !users.isEmpty else { throw BenchError("no user ids in \(input)") }
 
-        // 2. In-process lookups: resolve, read, decode and render the profile JSON.
+        // 2. In-process lookups: what `GET /v1/profiles/{id}` answers, without HTTP: resolve,
+        // read the profile and its segments, decode, write the JSON text.
         var hist = Histogram<UInt64>(highestTrackableValue: 10_000_000, numberOfSignificantValueDigits: .three)
         var rng = SystemRandomNumberGenerator()
         var found = 0
         for i in 0..<200_000 {
             let id = Identifier(type: "user_id", value: users[Int.random(in: 0..<users.count, using: &rng)])
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let p = try reader.profile(id)
+            let p = try reader.document(id)
             let t1 = DispatchTime.now().uptimeNanoseconds
             if p != nil { found += 1 }
             if i >= 10_000 { _ = hist.record((t1 - t0) / 100) }  // 0.1 µs units

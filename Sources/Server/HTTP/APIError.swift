@@ -44,6 +44,11 @@ extension Response {
         h[.contentType] = "application/json"
         return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: body.jsonBytes())))
     }
+
+    /// A JSON response whose body is `text`, JSON the caller wrote.
+    public static func json(text: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: text)))
+    }
 }
 
 extension APIError {

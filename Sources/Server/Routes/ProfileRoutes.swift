@@ -31,9 +31,9 @@ public struct ProfileRoutes: Sendable {
         group.get("{id}") { request, context in
             let id = try Self.identifier(context)
             try await waitForMinSeq(request)
-            let segments = try views.profiles.resolve(id).map { try views.segments.segments(ofProfile: $0) } ?? []
-            guard let profile = try views.profiles.profile(id, segments: segments) else { throw Self.notFound(id) }
-            return Response.json(profile)
+            // Identity, profile and segments from one snapshot, written as text without a tree.
+            guard let document = try views.profiles.document(id) else { throw Self.notFound(id) }
+            return Response.json(text: document)
         }
         group.get("{id}/events") { request, context in
             let id = try Self.identifier(context)
