@@ -107,6 +107,12 @@ public final class JSONText {
 
     /// An object member's key made at run time; the next call writes its value.
     public func key(string k: String) {
+        var k = k
+        k.withUTF8 { key(utf8: $0) }
+    }
+
+    /// An object member's key given as valid UTF-8 bytes; the next call writes its value.
+    public func key(utf8 k: UnsafeBufferPointer<UInt8>) {
         separate()
         escaped(k)
         put(UInt8(ascii: ":"))
@@ -128,7 +134,12 @@ public final class JSONText {
 
     public func null() { separate(); put("null") }
     public func bool(_ v: Bool) { separate(); put(v ? "true" : "false") }
-    public func string(_ s: String) { separate(); escaped(s) }
+    public func string(_ s: String) {
+        var s = s
+        s.withUTF8 { string(utf8: $0) }
+    }
+    /// A string given as valid UTF-8 bytes.
+    public func string(utf8: UnsafeBufferPointer<UInt8>) { separate(); escaped(utf8) }
     public func int(_ v: Int64) { separate(); digits(v) }
     public func int(_ v: UInt64) { separate(); digits(v) }
     /// `JSON.formatDouble(d)`'s text; integral values without making a string.
@@ -182,36 +193,70 @@ public final class JSONText {
         }
     }
 
+    /// The value in binary form at the front of `r` (either form: sized containers or not),
+    /// written as text without decoding it into a tree; `r` moves past it.
+    public func binary(_ r: inout BinaryReader) throws(BinaryJSONError) {
+        let tag = try r.byte()
+        switch tag {
+        case 0: null()
+        case 1: bool(false)
+        case 2: bool(true)
+        case 3: int(try r.signedVarint())
+        case 4: double(Double(bitPattern: try r.uint64LE()))
+        case 5: string(utf8: try r.bytes(try r.count()))
+        case 6, 7, 8, 9:
+            var end: Int?
+            if tag >= 8 {
+                let size = try r.count()
+                end = r.offset + size
+            }
+            let n = try r.count()
+            if tag == 6 || tag == 8 {
+                beginArray()
+                for _ in 0..<n { try binary(&r) }
+                endArray()
+            } else {
+                beginObject()
+                for _ in 0..<n {
+                    key(utf8: try r.bytes(try r.count()))
+                    try binary(&r)
+                }
+                endObject()
+            }
+            if let end, r.offset != end {
+                throw BinaryJSONError(message: "a container's size does not match its contents (ends at \(r.offset), not \(end))")
+            }
+        default: throw BinaryJSONError(message: "unknown tag \(tag)")
+        }
+    }
+
     // MARK: Text
 
     private static let hexDigits: StaticString = "0123456789abcdef"
 
     /// `s` quoted, with `"`, `\` and control characters escaped; runs that need no escape
     /// are copied whole (most strings are one run).
-    private func escaped(_ s: String) {
+    private func escaped(_ u: UnsafeBufferPointer<UInt8>) {
         put(UInt8(ascii: "\""))
-        var s = s
-        s.withUTF8 { u in
-            var start = 0
-            for i in 0..<u.count {
-                let c = u[i]
-                guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
-                put(UnsafeBufferPointer(rebasing: u[start..<i]))
-                start = i + 1
-                switch c {
-                case 0x22: put(#"\""#)
-                case 0x5C: put(#"\\"#)
-                case 0x0A: put(#"\n"#)
-                case 0x0D: put(#"\r"#)
-                case 0x09: put(#"\t"#)
-                default:
-                    put(#"\u00"#)
-                    put(Self.hexDigits.utf8Start[Int(c >> 4)])
-                    put(Self.hexDigits.utf8Start[Int(c & 0xF)])
-                }
+        var start = 0
+        for i in 0..<u.count {
+            let c = u[i]
+            guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
+            put(UnsafeBufferPointer(rebasing: u[start..<i]))
+            start = i + 1
+            switch c {
+            case 0x22: put(#"\""#)
+            case 0x5C: put(#"\\"#)
+            case 0x0A: put(#"\n"#)
+            case 0x0D: put(#"\r"#)
+            case 0x09: put(#"\t"#)
+            default:
+                put(#"\u00"#)
+                put(Self.hexDigits.utf8Start[Int(c >> 4)])
+                put(Self.hexDigits.utf8Start[Int(c & 0xF)])
             }
-            put(UnsafeBufferPointer(rebasing: u[start..<u.count]))
         }
+        put(UnsafeBufferPointer(rebasing: u[start..<u.count]))
         put(UInt8(ascii: "\""))
     }
 

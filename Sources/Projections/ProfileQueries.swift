@@ -45,16 +45,15 @@ public struct ProfileReader: Sendable {
 
     /// The unified profile as the API answers it, as compact JSON text, with the segments it is
     /// in (when the generation has the segment projection): `profile(_:segments:)`'s bytes,
-    /// written without building the tree, and everything read from one snapshot. Nil when no
-    /// profile has `id`.
+    /// written from the stored record without decoding it, and everything read from one
+    /// snapshot. Nil when no profile has `id`.
     public func document(_ id: Identifier) throws -> [UInt8]? {
         let segments = generation.projection(named: SegmentProjection.projectionName) as? SegmentProjection
         return try generation.environment.read { tx in
-            guard let pid = try resolve(id, tx),
-                  let s = try tx.withValue(p.profiles, key: pid.nativeKey, { try ProfileState.decode($0, forReading: true) }) else { return nil }
+            guard let pid = try resolve(id, tx) else { return nil }
             let memberOf = try segments.map { try SegmentReader.segments(of: $0, profile: pid, tx) } ?? []
             let w = JSONText(capacity: 2048)
-            Self.write(s, segments: memberOf, to: w)
+            guard try tx.withValue(p.profiles, key: pid.nativeKey, { try Self.write(stored: $0, segments: memberOf, to: w) }) != nil else { return nil }
             return w.bytes
         }
     }
@@ -151,77 +150,133 @@ public struct ProfileReader: Sendable {
 
     static func time(_ t: Micros?) -> JSON { t.map { .string(Timestamp.format($0)) } ?? .null }
 
-    /// `render(s, segments:)` written as JSON text as it goes: the same bytes as the tree's
-    /// `jsonBytes()` (a test holds them equal for every datagen profile), a fraction of the
-    /// allocations. Keep the two in step.
-    static func write(_ s: ProfileState, segments: [String], to w: JSONText) {
-        func time(_ t: Micros?) {
-            if let t { Timestamp.withText(t) { w.plainString($0) } } else { w.null() }
-        }
-        w.beginObject()
-        w.key("profile_id"); w.plainString("p", s.id)
-        w.key("identifiers"); w.beginObject()
-        var types: [String] = []
-        for id in s.identifiers where !types.contains(id.type) { types.append(id.type) }
-        for t in types {
-            w.key(string: t); w.beginArray()
-            for id in s.identifiers where id.type == t { w.string(id.value) }
+    /// `render(ProfileState.decode(stored), segments:)` as JSON text, written straight from
+    /// the stored bytes (`ProfileState.encode`'s layout): no state, no strings, no tree. The
+    /// layout lists the fields nearly in the answer's order; the merged ids (first stored, last
+    /// answered) and the traits (answered twice: values, then sources) are read again from
+    /// where they start. A test holds the text equal to the tree's for every datagen profile.
+    /// Keep it in step with `encode` and `render`.
+    static func write(stored raw: UnsafeRawBufferPointer, segments: [String], to w: JSONText) throws {
+        try raw.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            guard try r.byte() == ProfileState.formatVersion else { throw ViewsError("unknown profile format") }
+            func time(_ t: Micros?) {
+                if let t { Timestamp.withText(t) { w.plainString($0) } } else { w.null() }
+            }
+            func text() throws -> UnsafeBufferPointer<UInt8> { try r.bytes(try r.count()) }
+            func counts() throws {
+                w.beginObject()
+                for _ in 0..<(try r.count()) { w.key(utf8: try text()); w.int(try r.signedVarint()) }
+                w.endObject()
+            }
+            w.beginObject()
+            w.key("profile_id"); w.plainString("p", try r.varint())
+            let merged = try r.count(), mergedAt = r.offset
+            for _ in 0..<merged { _ = try r.varint() }
+
+            // Identifiers, grouped by type in the order the types first appear.
+            let ids = try r.count()
+            var list: [(type: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>)] = []
+            list.reserveCapacity(ids)
+            for _ in 0..<ids { list.append((try text(), try text())) }
+            w.key("identifiers"); w.beginObject()
+            for (i, id) in list.enumerated() where !list[..<i].contains(where: { $0.type.elementsEqual(id.type) }) {
+                w.key(utf8: id.type); w.beginArray()
+                for other in list[i...] where other.type.elementsEqual(id.type) { w.string(utf8: other.value) }
+                w.endArray()
+            }
+            w.endObject()
+
+            // Traits: key, value, time, seq, source each; the values first, then the sources.
+            let traits = try r.count(), traitsAt = r.offset
+            w.key("traits"); w.beginObject()
+            for _ in 0..<traits {
+                w.key(utf8: try text())
+                try w.binary(&r)
+                _ = try r.signedVarint(); _ = try r.varint(); try r.skipString()
+            }
+            w.endObject()
+            r.offset = traitsAt
+            w.key("trait_sources"); w.beginObject()
+            for _ in 0..<traits {
+                w.key(utf8: try text())
+                guard let end = JSONView.skip(b, r.offset) else { throw ViewsError("corrupt trait value") }
+                r.offset = end
+                let t = try r.signedVarint(), seq = try r.varint()
+                w.beginObject()
+                w.key("time"); time(t)
+                w.key("source"); w.string(utf8: try text())
+                w.key("seq"); w.int(seq)
+                w.endObject()
+            }
+            w.endObject()
+
+            w.key("computed"); w.beginObject()
+            let firstSeen = try r.signedVarint(), lastSeen = try r.signedVarint(), events = try r.signedVarint()
+            w.key("first_seen"); time(events > 0 ? firstSeen : nil)
+            w.key("last_seen"); time(events > 0 ? lastSeen : nil)
+            w.key("event_count"); w.int(events)
+            w.key("channels"); try counts()
+            for _ in 0..<(try r.count()) { try r.skipString() }  // order ids
+            let orders = try r.signedVarint(), revenue = try r.signedVarint()
+            w.key("order_count"); w.int(orders)
+            w.key("total_revenue"); w.double(revenue.amount)
+            w.key("aov")
+            if orders > 0 { w.double((Double(revenue) / Double(orders)).rounded() / 10_000) } else { w.null() }
+            let lastOrderAt: Micros?
+            w.key("first_order_at"); time(try r.optInt())
+            lastOrderAt = try r.optInt()
+            w.key("last_order_at"); time(lastOrderAt)
+            w.key("refund_count"); w.int(try r.signedVarint())
+            w.key("refund_total"); w.double(Money(try r.signedVarint()).amount)
+            // `ProfileState.favoriteCategory`: the highest count; of equal counts the least
+            // key (as `String` orders them, compared only on a tie).
+            var favorite: (key: UnsafeBufferPointer<UInt8>, count: Int64)?
+            for _ in 0..<(try r.count()) {
+                let k = try text(), n = try r.signedVarint()
+                if let f = favorite, n < f.count || (n == f.count && !(String(decoding: k, as: UTF8.self) < String(decoding: f.key, as: UTF8.self))) { continue }
+                favorite = (k, n)
+            }
+            w.key("favorite_category")
+            if let f = favorite { w.string(utf8: f.key) } else { w.null() }
+            let products = try r.count()
+            for _ in 0..<products { try r.skipString() }
+            w.key("distinct_products"); w.int(Int64(products))
+            let lastCheckoutAt = try r.optInt()
+            w.key("open_checkout"); w.bool(lastCheckoutAt.map { $0 > (lastOrderAt ?? .min) } ?? false)
+            w.key("loyalty_points"); w.int(try r.signedVarint())
+            for name: StaticString in ["nps", "csat"] {
+                w.key(name)
+                if try r.byte() == 1 {
+                    w.int(try r.signedVarint())
+                    _ = try r.signedVarint(); _ = try r.varint(); try r.skipString()
+                } else {
+                    w.null()
+                }
+            }
+            w.key("consent"); w.beginObject()
+            for _ in 0..<(try r.count()) {
+                w.key(utf8: try text())
+                let granted = try r.byte() == 1, t = try r.signedVarint()
+                _ = try r.varint()
+                w.beginObject()
+                w.key("granted"); w.bool(granted)
+                w.key("time"); time(t)
+                w.key("source"); w.string(utf8: try text())
+                w.endObject()
+            }
+            w.endObject()
+            w.endObject()
+
+            w.key("segments"); w.beginArray()
+            for k in segments { w.string(k) }
             w.endArray()
-        }
-        w.endObject()
-        w.key("traits"); w.beginObject()
-        for (k, v) in s.traits { w.key(string: k); w.value(v.value) }
-        w.endObject()
-        w.key("trait_sources"); w.beginObject()
-        for (k, v) in s.traits {
-            w.key(string: k); w.beginObject()
-            w.key("time"); time(v.time)
-            w.key("source"); w.string(v.source)
-            w.key("seq"); w.int(v.seq)
+            r.offset = mergedAt
+            w.key("merged_ids"); w.beginArray()
+            for _ in 0..<merged { w.plainString("p", try r.varint()) }
+            w.endArray()
             w.endObject()
         }
-        w.endObject()
-        w.key("computed"); w.beginObject()
-        w.key("first_seen"); time(s.eventCount > 0 ? s.firstSeen : nil)
-        w.key("last_seen"); time(s.eventCount > 0 ? s.lastSeen : nil)
-        w.key("event_count"); w.int(s.eventCount)
-        w.key("channels"); w.beginObject()
-        for (k, v) in s.channels { w.key(string: k); w.int(v) }
-        w.endObject()
-        w.key("order_count"); w.int(s.orderCount)
-        w.key("total_revenue"); w.double(s.revenue.amount)
-        w.key("aov")
-        if s.orderCount > 0 { w.double((Double(s.revenue) / Double(s.orderCount)).rounded() / 10_000) } else { w.null() }
-        w.key("first_order_at"); time(s.firstOrderAt)
-        w.key("last_order_at"); time(s.lastOrderAt)
-        w.key("refund_count"); w.int(s.refundCount)
-        w.key("refund_total"); w.double(s.refundTotal.amount)
-        w.key("favorite_category")
-        if let c = s.favoriteCategory { w.string(c) } else { w.null() }
-        w.key("distinct_products"); w.int(Int64(s.distinctProducts))
-        w.key("open_checkout"); w.bool(s.openCheckout)
-        w.key("loyalty_points"); w.int(s.loyaltyPoints)
-        w.key("nps")
-        if let v = s.nps { w.int(v.value) } else { w.null() }
-        w.key("csat")
-        if let v = s.csat { w.int(v.value) } else { w.null() }
-        w.key("consent"); w.beginObject()
-        for (k, v) in s.consent {
-            w.key(string: k); w.beginObject()
-            w.key("granted"); w.bool(v.value)
-            w.key("time"); time(v.time)
-            w.key("source"); w.string(v.source)
-            w.endObject()
-        }
-        w.endObject()
-        w.endObject()
-        w.key("segments"); w.beginArray()
-        for k in segments { w.string(k) }
-        w.endArray()
-        w.key("merged_ids"); w.beginArray()
-        for m in s.merged { w.plainString("p", m) }
-        w.endArray()
-        w.endObject()
     }
 
     static func render(_ s: ProfileState, segments: [String]) -> JSON {
