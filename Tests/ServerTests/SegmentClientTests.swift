@@ -24,7 +24,10 @@ struct SegmentClientTests {
         let scratch = Scratch("segment-python")
         defer { scratch.remove() }
         // A tight rate limit makes the client meet a 429 with Retry-After and retry, as it would in production.
-        let key = try createKey(data: scratch.path, ["--source", "backend", "--channel", "server", "--rate-limit", "4"])
+        // At 2 events/s the first seven messages leave the bucket 2.5 s in debt, so the retry sent
+        // right after them meets the 429 even when the suite's load slows the client (at 4/s the
+        // debt lasted 0.75 s, and a slow flush sometimes outlasted it).
+        let key = try createKey(data: scratch.path, ["--source", "backend", "--channel", "server", "--rate-limit", "2"])
         let server = try await ServerProcess(data: scratch.path)
 
         let p = Process()
