@@ -92,14 +92,9 @@ extension JSON {
         case 4: return .double(Double(bitPattern: try reader.uint64LE()))
         case 5: return .string(try reader.string())
         case 6, 7, 8, 9:
-            var end: Int?
-            if tag >= 8 {
-                let size = try reader.count()
-                end = reader.offset + size
-            }
-            let n = try reader.count()
+            let (n, end) = try reader.containerHeader(tag)
             let value: JSON
-            if tag == 6 || tag == 8 {
+            if BinaryTag.isArray(tag) {
                 var items: [JSON] = []
                 items.reserveCapacity(n)
                 for _ in 0..<n { items.append(try decodeBinary(&reader)) }
@@ -113,9 +108,7 @@ extension JSON {
                 }
                 value = .object(members)
             }
-            if let end, reader.offset != end {
-                throw BinaryJSONError(message: "a container's size does not match its contents (ends at \(reader.offset), not \(end))")
-            }
+            try reader.containerEnded(end)
             return value
         default: throw BinaryJSONError(message: "unknown tag \(tag)")
         }
@@ -271,6 +264,24 @@ public struct BinaryReader {
         let raw = try bytes(n)
         guard let s = makeString(raw) else { throw BinaryJSONError(message: "invalid UTF-8") }
         return s
+    }
+
+    /// After a container's tag (6–9): its element count, and where a sized container's
+    /// contents must end (nil for the unsized form).
+    public mutating func containerHeader(_ tag: UInt8) throws(BinaryJSONError) -> (count: Int, end: Int?) {
+        var end: Int?
+        if tag == BinaryTag.sizedArray || tag == BinaryTag.sizedObject {
+            let size = try count()
+            end = offset + size
+        }
+        return (try count(), end)
+    }
+
+    /// After a container's elements: throws when a sized container's size did not match them.
+    public func containerEnded(_ end: Int?) throws(BinaryJSONError) {
+        if let end, offset != end {
+            throw BinaryJSONError(message: "a container's size does not match its contents (ends at \(offset), not \(end))")
+        }
     }
 
     /// Moves past a string without making it.

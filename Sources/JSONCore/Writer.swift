@@ -205,13 +205,8 @@ public final class JSONText {
         case 4: double(Double(bitPattern: try r.uint64LE()))
         case 5: string(utf8: try r.bytes(try r.count()))
         case 6, 7, 8, 9:
-            var end: Int?
-            if tag >= 8 {
-                let size = try r.count()
-                end = r.offset + size
-            }
-            let n = try r.count()
-            if tag == 6 || tag == 8 {
+            let (n, end) = try r.containerHeader(tag)
+            if BinaryTag.isArray(tag) {
                 beginArray()
                 for _ in 0..<n { try binary(&r) }
                 endArray()
@@ -223,9 +218,7 @@ public final class JSONText {
                 }
                 endObject()
             }
-            if let end, r.offset != end {
-                throw BinaryJSONError(message: "a container's size does not match its contents (ends at \(r.offset), not \(end))")
-            }
+            try r.containerEnded(end)
         default: throw BinaryJSONError(message: "unknown tag \(tag)")
         }
     }
