@@ -84,31 +84,53 @@ public enum Timestamp {
     /// For years 0–9999 written byte by byte into a stack buffer (string interpolation and
     /// padding were most of a profile render).
     private static func formatted<R>(_ t: Micros, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxTextCount) { b in
+            let n = write(t, to: b.baseAddress!)
+            if n > 0 { return body(UnsafeBufferPointer(rebasing: b[0..<n])) }
+            let (secs, frac) = split(t)
+            let (y, m, d) = civilFromDays(Int(secs.days))
+            var text = slowFormat(y, m, d, Int(secs.rem), Int(frac))
+            return text.withUTF8(body)
+        }
+    }
+
+    /// The most bytes `write(_:to:)` writes.
+    public static let maxTextCount = 27
+
+    /// Writes `format(t)`'s bytes at `out` (room for `maxTextCount`) and returns how many;
+    /// 0, writing nothing, when the year is outside 0–9999 (`format` handles those).
+    /// What a renderer writing into its own buffer calls: no closure, no copy.
+    public static func write(_ t: Micros, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        // 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z, in microseconds.
+        guard t >= -62_167_219_200_000_000, t < 253_402_300_800_000_000 else { return 0 }
+        let (secs, frac) = split(t)
+        let (y, m, d) = civilFromDays(Int(secs.days))
+        let rem = Int(secs.rem)
+        let b = UnsafeMutableBufferPointer(start: out, count: maxTextCount)
+        putDate(y, m, d, into: b)
+        b[10] = 84  // T
+        putDigits(rem / 3600, into: b, at: 11, width: 2); b[13] = 58
+        putDigits(rem % 3600 / 60, into: b, at: 14, width: 2); b[16] = 58
+        putDigits(rem % 60, into: b, at: 17, width: 2); b[19] = 46
+        if frac % 1000 == 0 {
+            putDigits(Int(frac / 1000), into: b, at: 20, width: 3); b[23] = 90
+            return 24
+        }
+        putDigits(Int(frac), into: b, at: 20, width: 6); b[26] = 90
+        return 27
+    }
+
+    /// `t` as whole days since the epoch, the seconds into that day, and the microseconds
+    /// into that second (each rounded towards the past).
+    @inline(__always)
+    private static func split(_ t: Micros) -> (secs: (days: Int64, rem: Int64), frac: Int64) {
         var secs = t / 1_000_000
         var frac = t % 1_000_000
         if frac < 0 { frac += 1_000_000; secs -= 1 }
         var days = secs / 86400
         var rem = secs % 86400
         if rem < 0 { rem += 86400; days -= 1 }
-        let (y, m, d) = civilFromDays(Int(days))
-        guard (0...9999).contains(y) else {
-            var text = slowFormat(y, m, d, Int(rem), Int(frac))
-            return text.withUTF8(body)
-        }
-        let millis = frac % 1000 == 0
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 27) { b in
-            putDate(y, m, d, into: b)
-            b[10] = 84  // T
-            putDigits(Int(rem / 3600), into: b, at: 11, width: 2); b[13] = 58
-            putDigits(Int(rem % 3600 / 60), into: b, at: 14, width: 2); b[16] = 58
-            putDigits(Int(rem % 60), into: b, at: 17, width: 2); b[19] = 46
-            if millis {
-                putDigits(Int(frac / 1000), into: b, at: 20, width: 3); b[23] = 90
-                return body(UnsafeBufferPointer(rebasing: b[0..<24]))
-            }
-            putDigits(Int(frac), into: b, at: 20, width: 6); b[26] = 90
-            return body(UnsafeBufferPointer(rebasing: b[0..<27]))
-        }
+        return ((days, rem), frac)
     }
 
     /// `v` as `width` decimal digits (zero-padded) at `at`.

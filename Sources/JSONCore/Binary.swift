@@ -29,6 +29,7 @@ public enum BinaryTag {
 /// Why a byte sequence is not a valid binary JSON value.
 public struct BinaryJSONError: Error, Sendable, CustomStringConvertible {
     public let message: String
+    @usableFromInline init(message: String) { self.message = message }
     public var description: String { "corrupt binary JSON: \(message)" }
 }
 
@@ -202,7 +203,8 @@ public enum Varint {
     }
 }
 
-/// A cursor over bytes for the binary forms; every read is bounds-checked.
+/// A cursor over bytes for the binary forms; every read is bounds-checked. The small reads are
+/// `@inlinable`: a renderer in another module reads a few hundred of them per document.
 public struct BinaryReader {
     public let buffer: UnsafeBufferPointer<UInt8>
     public var offset = 0
@@ -210,16 +212,16 @@ public struct BinaryReader {
     public init(_ buffer: UnsafeBufferPointer<UInt8>) { self.buffer = buffer }
 
     public var isAtEnd: Bool { offset == buffer.count }
-    public var remaining: Int { buffer.count - offset }
+    @inlinable public var remaining: Int { buffer.count - offset }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func byte() throws(BinaryJSONError) -> UInt8 {
         guard offset < buffer.count else { throw BinaryJSONError(message: "unexpected end") }
         defer { offset += 1 }
         return buffer[offset]
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func varint() throws(BinaryJSONError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -232,14 +234,14 @@ public struct BinaryReader {
         }
     }
 
-    public mutating func signedVarint() throws(BinaryJSONError) -> Int64 {
+    @inlinable @inline(__always) public mutating func signedVarint() throws(BinaryJSONError) -> Int64 {
         let z = try varint()
         return Int64(bitPattern: (z >> 1) ^ (0 &- (z & 1)))
     }
 
     /// A length or element count: a varint no larger than the bytes left (every element takes
     /// at least one), so it is safe to reserve capacity for.
-    public mutating func count() throws(BinaryJSONError) -> Int {
+    @inlinable @inline(__always) public mutating func count() throws(BinaryJSONError) -> Int {
         let n = try varint()
         guard n <= UInt64(remaining) else { throw BinaryJSONError(message: "count \(n) exceeds the data") }
         return Int(n)
@@ -253,7 +255,7 @@ public struct BinaryReader {
         return v
     }
 
-    public mutating func bytes(_ n: Int) throws(BinaryJSONError) -> UnsafeBufferPointer<UInt8> {
+    @inlinable @inline(__always) public mutating func bytes(_ n: Int) throws(BinaryJSONError) -> UnsafeBufferPointer<UInt8> {
         guard n >= 0, n <= remaining else { throw BinaryJSONError(message: "length \(n) exceeds the data") }
         defer { offset += n }
         return UnsafeBufferPointer(rebasing: buffer[offset..<offset + n])
@@ -285,7 +287,7 @@ public struct BinaryReader {
     }
 
     /// Moves past a string without making it.
-    public mutating func skipString() throws(BinaryJSONError) {
+    @inlinable @inline(__always) public mutating func skipString() throws(BinaryJSONError) {
         _ = try bytes(try count())
     }
 }

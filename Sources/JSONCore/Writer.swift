@@ -40,11 +40,13 @@ extension JSON {
 /// appends, and each array append checks uniqueness and capacity and is not inlined across
 /// modules (writing a profile this way took twice as long as decoding it).
 public final class JSONText {
-    private var base: UnsafeMutablePointer<UInt8>
-    private var count = 0
-    private var capacity: Int
+    // The hot writes are `@inlinable`: a renderer in another module (a profile is ~80 keys,
+    // ~100 values) otherwise pays a call and a capacity check for every byte run.
+    @usableFromInline var base: UnsafeMutablePointer<UInt8>
+    @usableFromInline var count = 0
+    @usableFromInline var capacity: Int
     /// Whether the next member or element is the first of its container (no comma before it).
-    private var first = true
+    @usableFromInline var first = true
 
     public init(capacity: Int = 256) {
         self.capacity = max(capacity, 16)
@@ -63,11 +65,12 @@ public final class JSONText {
 
     // MARK: Bytes
 
-    @inline(__always) private func reserve(_ n: Int) {
+    /// Room for `n` more bytes at `base + count`.
+    @inlinable @inline(__always) func reserve(_ n: Int) {
         if count + n > capacity { grow(n) }
     }
 
-    private func grow(_ n: Int) {
+    @usableFromInline func grow(_ n: Int) {
         let wanted = max(capacity * 2, count + n)
         let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: wanted)
         bigger.update(from: base, count: count)
@@ -76,34 +79,34 @@ public final class JSONText {
         capacity = wanted
     }
 
-    @inline(__always) private func put(_ b: UInt8) {
+    @inlinable @inline(__always) func put(_ b: UInt8) {
         reserve(1)
         base[count] = b
         count += 1
     }
 
-    private func put(_ b: UnsafeBufferPointer<UInt8>) {
+    @usableFromInline func put(_ b: UnsafeBufferPointer<UInt8>) {
         guard let from = b.baseAddress, b.count > 0 else { return }
         reserve(b.count)
         (base + count).update(from: from, count: b.count)
         count += b.count
     }
 
-    private func put(_ s: StaticString) {
+    @usableFromInline func put(_ s: StaticString) {
         put(UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
-    private func separate() {
+    @inlinable @inline(__always) func separate() {
         if !first { put(UInt8(ascii: ",")) }
         first = false
     }
 
     // MARK: Structure
 
-    public func beginObject() { separate(); put(UInt8(ascii: "{")); first = true }
-    public func endObject() { put(UInt8(ascii: "}")); first = false }
-    public func beginArray() { separate(); put(UInt8(ascii: "[")); first = true }
-    public func endArray() { put(UInt8(ascii: "]")); first = false }
+    @inlinable @inline(__always) public func beginObject() { separate(); put(UInt8(ascii: "{")); first = true }
+    @inlinable @inline(__always) public func endObject() { put(UInt8(ascii: "}")); first = false }
+    @inlinable @inline(__always) public func beginArray() { separate(); put(UInt8(ascii: "[")); first = true }
+    @inlinable @inline(__always) public func endArray() { put(UInt8(ascii: "]")); first = false }
 
     /// An object member's key made at run time; the next call writes its value.
     public func key(string k: String) {
@@ -121,31 +124,57 @@ public final class JSONText {
 
     /// An object member's key known when the code was written; it must need no escape (ASCII
     /// letters, digits, `_`). The next call writes its value.
-    public func key(_ k: StaticString) {
-        separate()
-        put(UInt8(ascii: "\""))
-        put(k)
-        put(UInt8(ascii: "\""))
-        put(UInt8(ascii: ":"))
+    @inlinable @inline(__always) public func key(_ k: StaticString) {
+        let n = k.utf8CodeUnitCount
+        reserve(n + 4)
+        var at = count
+        if !first { base[at] = UInt8(ascii: ","); at += 1 }
+        base[at] = UInt8(ascii: "\"")
+        let from = k.utf8Start
+        for i in 0..<n { base[at + 1 + i] = from[i] }  // a few bytes: no call to memmove
+        at += n + 1
+        base[at] = UInt8(ascii: "\"")
+        base[at + 1] = UInt8(ascii: ":")
+        count = at + 2
         first = true
     }
 
     // MARK: Values
 
-    public func null() { separate(); put("null") }
-    public func bool(_ v: Bool) { separate(); put(v ? "true" : "false") }
+    @inlinable @inline(__always) public func null() { separate(); put("null") }
+    @inlinable @inline(__always) public func bool(_ v: Bool) { separate(); put(v ? "true" : "false") }
     public func string(_ s: String) {
         var s = s
         s.withUTF8 { string(utf8: $0) }
     }
     /// A string given as valid UTF-8 bytes.
     public func string(utf8: UnsafeBufferPointer<UInt8>) { separate(); escaped(utf8) }
-    public func int(_ v: Int64) { separate(); digits(v) }
-    public func int(_ v: UInt64) { separate(); digits(v) }
+    @inlinable @inline(__always) public func int(_ v: Int64) { separate(); digits(v) }
+    @inlinable @inline(__always) public func int(_ v: UInt64) { separate(); digits(v) }
     /// `JSON.formatDouble(d)`'s text; integral values without making a string.
     public func double(_ d: Double) {
         separate()
         if d.isFinite, d == d.rounded(), abs(d) < 1e15 { digits(Int64(d)) } else { var s = JSON.formatDouble(d); s.withUTF8 { put($0) } }
+    }
+
+    /// `double(Double(units) / 10_000)`'s text (an amount kept in ten-thousandths), written
+    /// from the integer without making a string: below 10¹⁵ units the decimal `units / 10⁴`
+    /// with its trailing zeros dropped has at most 15 significant digits, so it is the
+    /// shortest text that reads back as that double, the one `Double.description` gives.
+    public func tenThousandths(_ units: Int64) {
+        guard units > -1_000_000_000_000_000, units < 1_000_000_000_000_000 else { return double(Double(units) / 10_000) }
+        separate()
+        let magnitude = UInt64(units.magnitude)
+        var fraction = magnitude % 10_000
+        if units < 0 { put(UInt8(ascii: "-")) }
+        digits(magnitude / 10_000)
+        guard fraction > 0 else { return }
+        var width = 4
+        while fraction % 10 == 0 { fraction /= 10; width -= 1 }
+        reserve(width + 1)
+        base[count] = UInt8(ascii: ".")
+        for i in stride(from: width, through: 1, by: -1) { base[count + i] = UInt8(ascii: "0") + UInt8(fraction % 10); fraction /= 10 }
+        count += width + 1
     }
 
     /// A string of bytes that need no escape (timestamps, ASCII ids), quoted.
@@ -154,6 +183,36 @@ public final class JSONText {
         put(UInt8(ascii: "\""))
         put(text)
         put(UInt8(ascii: "\""))
+    }
+
+    /// A string of at most `maxCount` bytes that need no escape, written by `body` straight
+    /// into the buffer (it gets where to write and returns how many bytes it wrote), quoted.
+    /// Returns where the string's bytes start in the text (for `plainString(copyOf:count:)`);
+    /// when `body` writes nothing, neither does this, and it returns nil.
+    @inlinable @inline(__always) @discardableResult
+    public func plainString(maxCount: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Int) -> Int? {
+        reserve(maxCount + 3)
+        let open = first ? count : count + 1
+        let n = body(base + open + 1)
+        guard n > 0 else { return nil }
+        if !first { base[count] = UInt8(ascii: ",") }
+        base[open] = UInt8(ascii: "\"")
+        base[open + 1 + n] = UInt8(ascii: "\"")
+        count = open + n + 2
+        first = false
+        return open + 1
+    }
+
+    /// The `n` bytes at `offset` of the text written so far (a string written before, such as
+    /// one `plainString(maxCount:_:)` wrote), written again as a quoted string.
+    public func plainString(copyOf offset: Int, count n: Int) {
+        precondition(offset >= 0 && n >= 0 && offset + n <= count, "not in the text written so far")
+        separate()
+        reserve(n + 2)
+        base[count] = UInt8(ascii: "\"")
+        (base + count + 1).update(from: base + offset, count: n)
+        base[count + 1 + n] = UInt8(ascii: "\"")
+        count += n + 2
     }
 
     /// The string `prefix` followed by `n` in decimal, quoted (ids such as `p12`).
@@ -227,12 +286,30 @@ public final class JSONText {
 
     private static let hexDigits: StaticString = "0123456789abcdef"
 
-    /// `s` quoted, with `"`, `\` and control characters escaped; runs that need no escape
-    /// are copied whole (most strings are one run).
-    private func escaped(_ u: UnsafeBufferPointer<UInt8>) {
-        put(UInt8(ascii: "\""))
-        var start = 0
-        for i in 0..<u.count {
+    /// `s` quoted, with `"`, `\` and control characters escaped. Bytes are copied one by
+    /// one while none needs an escape (most strings are short and need none: no call to
+    /// memmove); from the first that does, runs between escapes are copied whole.
+    @usableFromInline func escaped(_ u: UnsafeBufferPointer<UInt8>) {
+        reserve(u.count + 2)
+        let out = base + count
+        out[0] = UInt8(ascii: "\"")
+        var i = 0
+        while i < u.count {
+            let c = u[i]
+            if c < 0x20 || c == 0x22 || c == 0x5C { break }
+            out[1 + i] = c
+            i += 1
+        }
+        count += 1 + i
+        if i < u.count { escapedRest(u, from: i) }
+        base[count] = UInt8(ascii: "\"")  // room reserved above, or by `escapedRest`
+        count += 1
+    }
+
+    /// `escaped` from `start`, the first byte that needs an escape, to the end (no quotes).
+    private func escapedRest(_ u: UnsafeBufferPointer<UInt8>, from start: Int) {
+        var start = start
+        for i in start..<u.count {
             let c = u[i]
             guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
             put(UnsafeBufferPointer(rebasing: u[start..<i]))
@@ -250,11 +327,11 @@ public final class JSONText {
             }
         }
         put(UnsafeBufferPointer(rebasing: u[start..<u.count]))
-        put(UInt8(ascii: "\""))
+        reserve(1)
     }
 
     /// `v` in decimal, as `String(v)` spells it.
-    private func digits(_ v: Int64) {
+    @usableFromInline func digits(_ v: Int64) {
         if v < 0 {
             put(UInt8(ascii: "-"))
             digits(UInt64(bitPattern: 0 &- v))  // the magnitude: `-Int64.min` does not fit an Int64
@@ -263,7 +340,7 @@ public final class JSONText {
         }
     }
 
-    private func digits(_ v: UInt64) {
+    @usableFromInline func digits(_ v: UInt64) {
         if v < 10 { put(UInt8(ascii: "0") + UInt8(v)); return }
         var n = v, width = 0
         while n > 0 { width += 1; n /= 10 }

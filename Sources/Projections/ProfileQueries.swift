@@ -48,13 +48,23 @@ public struct ProfileReader: Sendable {
     /// written from the stored record without decoding it, and everything read from one
     /// snapshot. Nil when no profile has `id`.
     public func document(_ id: Identifier) throws -> [UInt8]? {
+        try document(id) { Array($0) }
+    }
+
+    /// `document(id)`'s text, handed to `body` without a copy (valid inside it only).
+    public func document<R>(_ id: Identifier, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) throws -> R? {
         let segments = generation.projection(named: SegmentProjection.projectionName) as? SegmentProjection
         return try generation.environment.read { tx in
             guard let pid = try resolve(id, tx) else { return nil }
-            let memberOf = try segments.map { try SegmentReader.segments(of: $0, profile: pid, tx) } ?? []
             let w = JSONText(capacity: 2048)
-            guard try tx.withValue(p.profiles, key: pid.nativeKey, { try Self.write(stored: $0, segments: memberOf, to: w) }) != nil else { return nil }
-            return w.bytes
+            // The segments' record as stored: its keys are written from their bytes.
+            let written = try tx.withValue(p.profiles, key: pid.nativeKey) { stored in
+                try Self.write(stored: stored, to: w) {
+                    guard let segments else { return }
+                    try tx.withValue(segments.profilesDB, key: pid.be) { try SegmentProjection.writeSegments(record: $0, to: w) }
+                }
+            }
+            return try written.map { try w.withBytes(body) }
         }
     }
 
@@ -157,11 +167,27 @@ public struct ProfileReader: Sendable {
     /// where they start. A test holds the text equal to the tree's for every datagen profile.
     /// Keep it in step with `encode` and `render`.
     static func write(stored raw: UnsafeRawBufferPointer, segments: [String], to w: JSONText) throws {
+        try write(stored: raw, to: w) { for k in segments { w.string(k) } }
+    }
+
+    /// `write(stored:segments:to:)` with the segments' keys written by `segments` (the
+    /// elements only: the array is opened and closed around it).
+    static func write(stored raw: UnsafeRawBufferPointer, to w: JSONText, segments: () throws -> Void) throws {
         try raw.withMemoryRebound(to: UInt8.self) { b in
             var r = BinaryReader(b)
             guard try r.byte() == ProfileState.formatVersion else { throw ViewsError("unknown profile format") }
+            // Where the last time's text is: an identify sets several traits at one time, and
+            // a consent event several purposes, so a profile repeats its times.
+            var last: (time: Micros, at: Int, count: Int) = (.min, 0, 0)
             func time(_ t: Micros?) {
-                if let t { Timestamp.withText(t) { w.plainString($0) } } else { w.null() }
+                guard let t else { return w.null() }
+                if t == last.time { return w.plainString(copyOf: last.at, count: last.count) }
+                var n = 0
+                if let at = w.plainString(maxCount: Timestamp.maxTextCount, { n = Timestamp.write(t, to: $0); return n }) {
+                    last = (t, at, n)
+                } else {
+                    Timestamp.withText(t) { w.plainString($0) }  // a year outside 0–9999
+                }
             }
             func text() throws -> UnsafeBufferPointer<UInt8> { try r.bytes(try r.count()) }
             func counts() throws {
@@ -180,9 +206,12 @@ public struct ProfileReader: Sendable {
             list.reserveCapacity(ids)
             for _ in 0..<ids { list.append((try text(), try text())) }
             w.key("identifiers"); w.beginObject()
-            for (i, id) in list.enumerated() where !list[..<i].contains(where: { $0.type.elementsEqual(id.type) }) {
+            func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+                a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+            }
+            for (i, id) in list.enumerated() where !list[..<i].contains(where: { same($0.type, id.type) }) {
                 w.key(utf8: id.type); w.beginArray()
-                for other in list[i...] where other.type.elementsEqual(id.type) { w.string(utf8: other.value) }
+                for other in list[i...] where same(other.type, id.type) { w.string(utf8: other.value) }
                 w.endArray()
             }
             w.endObject()
@@ -220,21 +249,26 @@ public struct ProfileReader: Sendable {
             for _ in 0..<(try r.count()) { try r.skipString() }  // order ids
             let orders = try r.signedVarint(), revenue = try r.signedVarint()
             w.key("order_count"); w.int(orders)
-            w.key("total_revenue"); w.double(revenue.amount)
+            w.key("total_revenue"); w.tenThousandths(revenue)
             w.key("aov")
-            if orders > 0 { w.double((Double(revenue) / Double(orders)).rounded() / 10_000) } else { w.null() }
+            if orders > 0 {
+                let aov = (Double(revenue) / Double(orders)).rounded()  // as `render`: a whole number of units
+                if abs(aov) < 1e15 { w.tenThousandths(Int64(aov)) } else { w.double(aov / 10_000) }
+            } else {
+                w.null()
+            }
             let lastOrderAt: Micros?
             w.key("first_order_at"); time(try r.optInt())
             lastOrderAt = try r.optInt()
             w.key("last_order_at"); time(lastOrderAt)
             w.key("refund_count"); w.int(try r.signedVarint())
-            w.key("refund_total"); w.double(Money(try r.signedVarint()).amount)
+            w.key("refund_total"); w.tenThousandths(try r.signedVarint())
             // `ProfileState.favoriteCategory`: the highest count; of equal counts the least
             // key (as `String` orders them, compared only on a tie).
             var favorite: (key: UnsafeBufferPointer<UInt8>, count: Int64)?
             for _ in 0..<(try r.count()) {
                 let k = try text(), n = try r.signedVarint()
-                if let f = favorite, n < f.count || (n == f.count && !(String(decoding: k, as: UTF8.self) < String(decoding: f.key, as: UTF8.self))) { continue }
+                if let f = favorite, n < f.count || (n == f.count && !Self.precedes(k, f.key)) { continue }
                 favorite = (k, n)
             }
             w.key("favorite_category")
@@ -269,7 +303,7 @@ public struct ProfileReader: Sendable {
             w.endObject()
 
             w.key("segments"); w.beginArray()
-            for k in segments { w.string(k) }
+            try segments()
             w.endArray()
             r.offset = mergedAt
             w.key("merged_ids"); w.beginArray()
@@ -277,6 +311,13 @@ public struct ProfileReader: Sendable {
             w.endArray()
             w.endObject()
         }
+    }
+
+    /// Whether `a` orders before `b` as `String`s do: by their bytes when both are ASCII
+    /// (the same order, without making strings), else by `String`'s comparison.
+    static func precedes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        if a.allSatisfy({ $0 < 0x80 }) && b.allSatisfy({ $0 < 0x80 }) { return a.lexicographicallyPrecedes(b) }
+        return String(decoding: a, as: UTF8.self) < String(decoding: b, as: UTF8.self)
     }
 
     static func render(_ s: ProfileState, segments: [String]) -> JSON {

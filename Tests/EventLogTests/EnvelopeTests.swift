@@ -28,10 +28,14 @@ import Testing
         // As bytes, the same text, the slow years (outside 0–9999) included.
         #expect(Timestamp.format(253_402_300_800_000_000) == "10000-01-01T00:00:00.000Z")
         #expect(Timestamp.format(-62_167_219_200_000_001) == "-0001-12-31T23:59:59.999999Z")
-        for t: Micros in [0, -1, 1_740_830_400_123_000, 253_402_300_799_999_999, 253_402_300_800_000_000, -62_167_219_200_000_001] {
+        for t: Micros in [0, -1, 1_740_830_400_123_000, 253_402_300_799_999_999, 253_402_300_800_000_000, -62_167_219_200_000_000, -62_167_219_200_000_001] {
             var bytes: [UInt8] = []
             Timestamp.withText(t) { bytes = Array($0) }
             #expect(bytes == Array(Timestamp.format(t).utf8), "\(t)")
+            // Written into a buffer: the same bytes for years 0–9999; nothing outside them.
+            var out = [UInt8](repeating: 0, count: Timestamp.maxTextCount)
+            let n = out.withUnsafeMutableBufferPointer { Timestamp.write(t, to: $0.baseAddress!) }
+            #expect(Array(out[..<n]) == ((-62_167_219_200_000_000..<253_402_300_800_000_000).contains(t) ? bytes : []), "\(t)")
             if (-62_167_219_200_000_000..<253_402_300_800_000_000).contains(t) { #expect(Timestamp.parse(Timestamp.format(t)) == t, "\(t)") }  // years 0–9999
         }
     }

@@ -157,6 +157,41 @@ import TestSupport
         w.endArray(); w.endObject()
         #expect(String(decoding: w.bytes, as: UTF8.self) == #"{"literal":["2025-03-01","p12",{"x":1},[1]]}"#)
     }
+
+    /// Amounts in ten-thousandths are written from the integer as the double would be.
+    @Test func tenThousandthsAreWrittenAsTheirDoubles() {
+        var rng = SplitMix(seed: 0x10_000)
+        var units: [Int64] = [0, 1, -1, 5, 10, 100, 1000, 9999, 10_000, -10_000, 10_001, 12_340, 39_534_800, 2_823_914, -5000,
+                              999_999_999_999_999, -999_999_999_999_999, 1_000_000_000_000_000, -1_000_000_000_000_000, .max, .min]
+        for scale in [100, 10_000, 1_000_000, 1_000_000_000_000, 1_000_000_000_000_000] {
+            units += (0..<400).map { _ in Int64(bitPattern: rng.next() % UInt64(2 * scale)) - Int64(scale) }
+        }
+        for u in units {
+            let w = JSONText(capacity: 0)
+            w.beginArray(); w.null(); w.tenThousandths(u); w.endArray()
+            #expect(String(decoding: w.bytes, as: UTF8.self) == "[null,\(JSON.formatDouble(Double(u) / 10_000))]", "\(u)")
+        }
+    }
+
+    /// A string written straight into the buffer: quoted, after a comma where one is due,
+    /// and nothing at all when the writer declines.
+    @Test func plainStringsWrittenInPlace() {
+        let w = JSONText(capacity: 0)
+        w.beginArray()
+        var starts: [Int?] = []
+        for text in ["a", "", "bc", "2025-03-01T12:00:00.123456Z"] {
+            starts.append(w.plainString(maxCount: 27) { to in
+                for (i, b) in text.utf8.enumerated() { to[i] = b }
+                return text.utf8.count
+            })
+        }
+        #expect(starts == [2, nil, 6, 11])
+        w.int(Int64(1))
+        w.plainString(copyOf: 11, count: 27)  // the timestamp again, after the buffer grew
+        w.plainString(copyOf: 2, count: 1)
+        w.endArray()
+        #expect(String(decoding: w.bytes, as: UTF8.self) == #"["a","bc","2025-03-01T12:00:00.123456Z",1,"2025-03-01T12:00:00.123456Z","a"]"#)
+    }
 }
 
 @Suite struct BinaryForm {

@@ -200,6 +200,11 @@ extension LiveViews {
         #expect(try v.memberUsers("big_pro") == ["u3"])
         let pid = try #require(try v.profiles.resolve(id("user_id:u3")))
         #expect(try v.segments.segments(ofProfile: pid).contains("big_pro"))
+        // The API's text, written from the stored records, lists the segments the decoded record holds.
+        let memberOf = try v.segments.segments(ofProfile: pid)
+        #expect(memberOf.count == 2)
+        let text = try #require(try v.profiles.document(id("user_id:u3")))
+        #expect(String(decoding: text, as: UTF8.self) == (try v.profiles.profile(id("user_id:u3"), segments: memberOf))?.jsonString)
         // An invalid definition in the log is a recorded failure, not a stall.
         try define(s, "bad", #"{"segment":"nowhere"}"#)
         v = try s.views()

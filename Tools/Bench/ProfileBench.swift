@@ -69,7 +69,7 @@ struct ProfileBench: ParsableCommand {
         for i in 0..<200_000 {
             let id = Identifier(type: "user_id", value: users[Int.random(in: 0..<users.count, using: &rng)])
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let p = try reader.document(id)
+            let p = try reader.document(id) { $0.count }
             let t1 = DispatchTime.now().uptimeNanoseconds
             if p != nil { found += 1 }
             if i >= 10_000 { _ = hist.record((t1 - t0) / 100) }  // 0.1 µs units

@@ -433,6 +433,16 @@ public final class SegmentProjection: Projection, @unchecked Sendable {
         }
     }
 
+    /// A stored record's segment keys written as JSON strings (what `decodeRecord(_:).segments`
+    /// holds), from their bytes, without decoding the record (`encodeRecord` wrote them from
+    /// `String`s: valid UTF-8).
+    static func writeSegments(record raw: UnsafeRawBufferPointer, to w: JSONText) throws {
+        try raw.withMemoryRebound(to: UInt8.self) { b in
+            var r = BinaryReader(b)
+            for _ in 0..<(try r.varint()) { w.string(utf8: try r.bytes(try r.count())) }
+        }
+    }
+
     static func encodeRecord(_ rec: ProfileRecord) -> [UInt8] {
         var w = ByteWriter(capacity: 64)
         w.uint(UInt64(rec.segments.count)); for s in rec.segments { w.string(s) }

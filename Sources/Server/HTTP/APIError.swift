@@ -46,7 +46,7 @@ extension Response {
     }
 
     /// A JSON response whose body is `text`, JSON the caller wrote.
-    public static func json(text: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+    public static func json(text: some Sequence<UInt8>, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: text)))
     }
 }

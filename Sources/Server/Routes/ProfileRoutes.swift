@@ -32,8 +32,8 @@ public struct ProfileRoutes: Sendable {
             let id = try Self.identifier(context)
             try await waitForMinSeq(request)
             // Identity, profile and segments from one snapshot, written as text without a tree.
-            guard let document = try views.profiles.document(id) else { throw Self.notFound(id) }
-            return Response.json(text: document)
+            guard let response = try views.profiles.document(id, { Response.json(text: $0) }) else { throw Self.notFound(id) }
+            return response
         }
         group.get("{id}/events") { request, context in
             let id = try Self.identifier(context)
