@@ -216,5 +216,14 @@ struct CredentialsTests {
         #expect(Credentials(header: "Basic " + Data([0xFF, 0xFE]).base64EncodedString()) == .malformed)  // not UTF-8
         #expect(Credentials(header: "Bearer  ak_1 ") == .bearer("ak_1"))
         #expect(Credentials(header: "Token x") == .malformed)
+        // The scheme in any case; spaces and tabs around the value (HTTP's optional whitespace).
+        let key = Data("wk_tab:".utf8).base64EncodedString()
+        #expect(Credentials(header: "BASIC \t" + key + " \t") == .basic(username: "wk_tab", password: ""))
+        #expect(Credentials(header: " bEaReR\tak_2\t") == .bearer("ak_2"))
+        #expect(Credentials(header: "Bearer ak 3") == .bearer("ak 3"))
+        // No value, or a scheme only like one: refused.
+        for bad in ["Basic", "Basic ", "Bearer \t ", "", "   ", "Basics " + key, "Bear x", "Bearers x"] {
+            #expect(Credentials(header: bad) == .malformed, "\(bad)")
+        }
     }
 }
