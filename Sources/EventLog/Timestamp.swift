@@ -81,8 +81,8 @@ public enum Timestamp {
         formatted(t, body)
     }
 
-    /// For years 0–9999 written byte by byte into a stack buffer (string interpolation and
-    /// padding were most of a profile render).
+    /// The text in a stack buffer, written byte by byte by `write(_:to:)` (string interpolation
+    /// and padding were most of a profile render); years outside 0–9999 by `slowFormat`.
     private static func formatted<R>(_ t: Micros, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxTextCount) { b in
             let n = write(t, to: b.baseAddress!)

@@ -206,12 +206,9 @@ public struct ProfileReader: Sendable {
             list.reserveCapacity(ids)
             for _ in 0..<ids { list.append((try text(), try text())) }
             w.key("identifiers"); w.beginObject()
-            func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-                a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
-            }
-            for (i, id) in list.enumerated() where !list[..<i].contains(where: { same($0.type, id.type) }) {
+            for (i, id) in list.enumerated() where !list[..<i].contains(where: { $0.type.sameBytes(as: id.type) }) {
                 w.key(utf8: id.type); w.beginArray()
-                for other in list[i...] where same(other.type, id.type) { w.string(utf8: other.value) }
+                for other in list[i...] where other.type.sameBytes(as: id.type) { w.string(utf8: other.value) }
                 w.endArray()
             }
             w.endObject()

@@ -363,6 +363,14 @@ extension RandomAccessCollection where Index == Int {
     }
 }
 
+extension UnsafeBufferPointer where Element == UInt8 {
+    /// Whether `other` holds the same bytes: the first byte, then `memcmp` (not the generic
+    /// element-by-element walk of `elementsEqual`).
+    func sameBytes(as other: UnsafeBufferPointer<UInt8>) -> Bool {
+        count == other.count && (isEmpty || (self[0] == other[0] && memcmp(baseAddress!, other.baseAddress!, count) == 0))
+    }
+}
+
 extension UInt64 {
     /// Big-endian bytes: keys that sort numerically as bytes.
     var be: [UInt8] { withUnsafeBytes(of: bigEndian) { Array($0) } }

@@ -148,7 +148,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     private func channelID(_ view: JSONView?) -> UInt16 {
         let known = view?.withUTF8 { b -> UInt16? in
             if b.isEmpty { return unknownChannel }
-            for id in 1..<channelBytes.count where channelBytes[id].withUnsafeBufferPointer({ Self.equal(b, $0) }) { return UInt16(id) }
+            for id in 1..<channelBytes.count where channelBytes[id].withUnsafeBufferPointer({ b.sameBytes(as: $0) }) { return UInt16(id) }
             return nil
         }
         if let known, let known { return known }
@@ -156,12 +156,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
         return channelID(name)
     }
 
-    private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        a.count == b.count && (a.isEmpty || (a[0] == b[0] && memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0))
-    }
-
     private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ s: StaticString) -> Bool {
-        equal(a, UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        a.sameBytes(as: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
     /// The track events KPIs count by name.

@@ -97,12 +97,9 @@ public struct SegmentReader: Sendable {
 
     /// The segments profile `pid` is in, by key.
     public func segments(ofProfile pid: UInt64) throws -> [String] {
-        try generation.environment.read { tx in try Self.segments(of: s, profile: pid, tx) }
-    }
-
-    /// The segments profile `pid` is in, by key, in the snapshot `tx`.
-    static func segments(of s: SegmentProjection, profile pid: UInt64, _ tx: borrowing ReadTransaction) throws -> [String] {
-        try tx.withValue(s.profilesDB, key: pid.be) { try SegmentProjection.decodeRecord($0).segments } ?? []
+        try generation.environment.read { tx in
+            try tx.withValue(s.profilesDB, key: pid.be) { try SegmentProjection.decodeRecord($0).segments } ?? []
+        }
     }
 
     /// Every member of `key` (for tests and exports).
