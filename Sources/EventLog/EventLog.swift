@@ -503,10 +503,11 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
-    /// Up to `limit` events with seq ≥ `from`, in order.
-    public func events(from: UInt64, limit: Int) throws -> [Event] {
+    /// Up to `limit` events with seq ≥ `from`, in order. A caller that reads again and again
+    /// (the views' tail) passes its own `decompressor`: a zstd context is not free to make.
+    public func events(from: UInt64, limit: Int, decompressor: Decompressor? = nil) throws -> [Event] {
         var out: [Event] = []
-        try forEach(from: from, chunk: limit) { e in
+        try forEach(from: from, chunk: limit, decompressor: decompressor) { e in
             out.append(e)
             return out.count < limit
         }
@@ -516,9 +517,9 @@ public final class EventLog: @unchecked Sendable {
     /// Visits events with `from` ≤ seq ≤ `through` in order until `body` returns false.
     /// Reads in chunks of `chunk` records, each in its own short read transaction, so a long
     /// scan never pins old pages while writers go on.
-    public func forEach(from: UInt64 = 1, through: UInt64 = .max, chunk: Int = 4096,
+    public func forEach(from: UInt64 = 1, through: UInt64 = .max, chunk: Int = 4096, decompressor: Decompressor? = nil,
                         _ body: (Event) throws -> Bool) throws {
-        let d = Decompressor()
+        let d = decompressor ?? Decompressor()
         try forEachRecord(from: from, through: through, chunk: chunk) { key, record in
             try RecordCodec.decode(key: key, record: record, wanted: max(from, 1)...through, dictionaries: dictionaries,
                                    decompressor: d, body)

@@ -30,6 +30,8 @@ public final class LiveViews: @unchecked Sendable {
     /// How these four are scheduled (see `TailScheduling`): real-time priority by stage, the
     /// committing stage first.
     let priority: TailPriority
+    /// How long a small batch of the tail may wait for company (see `init`).
+    let tailLinger: Duration?
     private var live: (generation: ViewGeneration, runner: ProjectionRunner, profiles: ProfileReader)
     private var rebuilding: String?
     /// The replay job started through the API (`POST /v1/admin/replay`): a rebuild on its own
@@ -40,9 +42,13 @@ public final class LiveViews: @unchecked Sendable {
     /// the projections are configured as the live generation was built (its identity rules),
     /// so a CLI query never triggers a rebuild with other rules than the server's.
     ///
-    /// `tailScheduling` is how `run`'s threads are scheduled.
-    public init(dataDirectory: String, log: EventLog, set: ProjectionSet? = nil, tailScheduling: TailScheduling = .raised) throws {
+    /// `tailScheduling` is how `run`'s threads are scheduled; `tailLinger` how long a small
+    /// batch of the tail may wait for more commits to join it while commits come in quick
+    /// succession (nil: never; see `TailReader`).
+    public init(dataDirectory: String, log: EventLog, set: ProjectionSet? = nil, tailScheduling: TailScheduling = .raised,
+                tailLinger: Duration? = nil) throws {
         priority = TailPriority(tailScheduling)
+        self.tailLinger = tailLinger
         EnvironmentCache.shared.useWriteMap()
         store = ViewStore(dataDirectory: dataDirectory)
         self.log = log
@@ -180,7 +186,7 @@ public final class LiveViews: @unchecked Sendable {
             }
             let name = generation.name
             // Until stopped, the rebuild is done, or another generation is made live (read between batches).
-            try runner.follow(limit: Self.tailBatch, finisher: finisher, reader: reader, stop: {
+            try runner.follow(limit: Self.tailBatch, finisher: finisher, reader: reader, linger: tailLinger, stop: {
                 stop() || rebuild?.done.get() != nil || pointer.current().map { $0 != name && store.exists($0) } == true
             }, paced: { [priority] in priority.paced(fetched: $0, limit: Self.tailBatch) }, report: report)
         }

@@ -344,8 +344,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     ///
     /// With a `reader` thread, the next batches are read and their stateless part computed
     /// there (`computeAhead`) while this thread folds: a third stage.
-    func follow(limit: Int, finisher: Finisher, reader: WorkerThread? = nil, stop: () -> Bool, paced: (Int) -> Void = { _ in },
-                report: (BatchReport) -> Void) throws {
+    func follow(limit: Int, finisher: Finisher, reader: WorkerThread? = nil, linger: Duration? = nil,
+                stop: () -> Bool, paced: (Int) -> Void = { _ in }, report: (BatchReport) -> Void) throws {
         let g = generation
         // Projections at different checkpoints (or only one): a batch at a time until they meet.
         while !stop() {
@@ -363,12 +363,13 @@ public final class ProjectionRunner: @unchecked Sendable {
         guard g.projections.count > 1, !stop() else { return }
         var pipeline = Pipeline(runner: self, finisher: finisher, expected: try g.appliedSeq())
         func done(_: UInt64, _ r: BatchReport) { report(r) }
-        let ahead = reader.map { TailReader(log: log, projections: g.projections, after: pipeline.expected, limit: limit, thread: $0) }
+        let ahead = reader.map { TailReader(log: log, projections: g.projections, after: pipeline.expected, limit: limit, thread: $0, linger: linger) }
         defer { ahead?.close() }
         do {
             while !stop() {
-                let events = try ahead?.next(waiting: .milliseconds(100)) ?? log.events(from: pipeline.expected + 1, limit: limit)
-                paced(events.count)
+                let (events, waited) = try ahead?.next(waiting: .milliseconds(100)) ?? (log.events(from: pipeline.expected + 1, limit: limit), false)
+                // A batch that waited for company was not behind, however full it got.
+                paced(waited ? 0 : events.count)
                 if let first = events.first, let last = events.last {
                     // The reader reads on from where this fold began; only a refold after a
                     // conflict moves `expected`, and that starts a new reader.
@@ -385,7 +386,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             guard error is PipelineConflict else { throw error }
             ahead?.close()
             // Another process applied batches meanwhile: go on from where the views are now.
-            return try follow(limit: limit, finisher: finisher, reader: reader, stop: stop, paced: paced, report: report)
+            return try follow(limit: limit, finisher: finisher, reader: reader, linger: linger, stop: stop, paced: paced, report: report)
         }
     }
 
@@ -446,24 +447,51 @@ final class AppliedSeq: @unchecked Sendable {
 /// The live tail's reader: on its own thread, reads the batches after `after` as they are
 /// committed and computes their stateless part (`computeAhead`), a few batches ahead of the fold.
 final class TailReader: @unchecked Sendable {
-    private enum Item { case batch([Event]), failure(Error) }
+    private enum Item { case batch([Event], waited: Bool), failure(Error) }
     private let queue = BlockingQueue<Item>(capacity: 2)
     private let closed = Locked(false)
 
-    init(log: EventLog, projections: [any Projection], after: UInt64, limit: Int, thread: WorkerThread) {
+    /// While commits are small (this read and the one before it found fewer than `limit`
+    /// events) and come less than `linger` apart, a batch waits up to `linger` for more commits
+    /// to join it (nil: never waits). The first batch after a pause goes at once, and so does
+    /// the rest of a large commit.
+    init(log: EventLog, projections: [any Projection], after: UInt64, limit: Int, thread: WorkerThread,
+         linger: Duration? = nil) {
         let box = UncheckedBox(projections)  // computeAhead is thread-safe
         thread.run { [queue, closed] in
             var next = after + 1
+            let decompressor = Decompressor()
+            // Since when the reader found nothing to read (nil: it found events every time).
+            var idle: ContinuousClock.Instant? = ContinuousClock.now - .seconds(1)
+            // Whether the last read found fewer than `limit` events.
+            var smallBefore = false
             while !closed.get() {
                 do {
-                    let events = try log.events(from: next, limit: limit)
-                    guard let last = events.last else {
+                    var events = try log.events(from: next, limit: limit, decompressor: decompressor)
+                    guard var last = events.last else {
+                        if idle == nil { idle = ContinuousClock.now }
                         _ = log.waitForSeq(next, blockingFor: .milliseconds(100))
                         continue
                     }
+                    let now = ContinuousClock.now
+                    let busy = idle.map { now - $0 < (linger ?? .zero) } ?? true
+                    idle = nil
+                    var waited = false
+                    let small = events.count < limit
+                    if let linger, small, smallBefore, busy {
+                        waited = true
+                        let deadline = now + linger
+                        while events.count < limit && !closed.get() {
+                            let left = deadline - ContinuousClock.now
+                            guard left > .zero, log.waitForSeq(last.seq + 1, blockingFor: left) else { break }
+                            events += try log.events(from: last.seq + 1, limit: limit - events.count, decompressor: decompressor)
+                            last = events[events.count - 1]
+                        }
+                    }
+                    smallBefore = small
                     for p in box.value { p.computeAhead(events) }
                     next = last.seq + 1
-                    if !queue.put(.batch(events)) { return }
+                    if !queue.put(.batch(events, waited: waited)) { return }
                 } catch {
                     _ = queue.put(.failure(error))
                     return
@@ -472,12 +500,13 @@ final class TailReader: @unchecked Sendable {
         }
     }
 
-    /// The next batch, or none when none came within `waiting`.
-    func next(waiting: Duration) throws -> [Event] {
+    /// The next batch (and whether it waited for company), or none when none came within
+    /// `waiting`.
+    func next(waiting: Duration) throws -> (events: [Event], waited: Bool) {
         switch queue.take(waiting: waiting) {
-        case .batch(let events): return events
+        case .batch(let events, let waited): return (events, waited)
         case .failure(let error): throw error
-        case nil: return []
+        case nil: return ([], false)
         }
     }
 

@@ -47,7 +47,8 @@ public struct TouchstoneServer: Sendable {
         self.metrics = metrics
         ingestor = Ingestor(log: log, maxBatch: configuration.maxCommitEvents) { report in metrics.commit(report) }
         views = try LiveViews(dataDirectory: data, log: log, set: ProjectionSet(rules: configuration.identity),
-                              tailScheduling: configuration.tailScheduling)
+                              tailScheduling: configuration.tailScheduling,
+                              tailLinger: configuration.tailLingerMillis > 0 ? .milliseconds(configuration.tailLingerMillis) : nil)
     }
 }
 

@@ -38,6 +38,40 @@ import Testing
         #expect(report.entries.count == ProjectionSet.names.count)
     }
 
+    /// Single events committed one after another: with a linger, the tail folds many commits in
+    /// one batch (one views commit for them), and still folds the first event after a pause at
+    /// once rather than a linger later.
+    @Test func aLingeringTailFoldsQuickSmallCommitsTogetherButNotTheFirstAfterAPause() async throws {
+        let s = try Scratch()
+        try s.append(messages(10))
+        let linger = Duration.seconds(3)
+        let views = try LiveViews(dataDirectory: s.dir, log: s.log, tailLinger: linger)
+        try views.catchUp()
+        let reports = Locked2<[BatchReport]>([])
+        let tail = Task { try await views.run { r in reports.set(reports.get() + [r]) } }
+        // The first event after a pause: visible well before the linger is over.
+        let start = ContinuousClock.now
+        try s.append(messages(1, prefix: "first"))
+        let first = s.log.lastSeq
+        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= first })
+        let firstVisible = ContinuousClock.now - start
+        // Then 40 single-event commits in quick succession (the log's commits take
+        // milliseconds, the linger seconds): after the first of them, folded together.
+        let more = messages(40, prefix: "burst")
+        for m in more { try s.append([m]) }
+        let last = s.log.lastSeq
+        #expect(last == first + 40)
+        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= last })
+        tail.cancel()
+        try? await tail.value
+        #expect(firstVisible < linger, "the first event after a pause waited \(firstVisible)")
+        let batches = reports.get().filter { $0.lastSeq > first }
+        #expect(batches.reduce(0) { $0 + $1.events } == 40, "every event folded once")
+        #expect(batches.count <= 3, "40 quick commits folded in \(batches.count) batches: \(batches.map(\.events))")
+        let report = try s.rebuilder().verify()
+        for e in report.entries { #expect(e.equal, "\(e.projection): \(e.differences)") }
+    }
+
     /// (A time limit, not a timed assertion: with the test runner's pool busy, resuming the
     /// awaiting task itself can take seconds.)
     @Test(.timeLimit(.minutes(1))) func theTailStopsWhenCancelledWhileWaiting() async throws {

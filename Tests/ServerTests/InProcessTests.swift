@@ -114,6 +114,8 @@ struct ConfigurationTests {
         #expect(fromEnv.port == 7100)
         #expect(c.tailScheduling == .realtime, "default")
         #expect(try ServerConfiguration.load(environment: ["TOUCHSTONE_VIEWS_TAIL_SCHEDULING": "raised"]).tailScheduling == .raised)
+        #expect(c.tailLingerMillis == 5, "default")
+        #expect(try ServerConfiguration.load(environment: ["TOUCHSTONE_VIEWS_TAIL_LINGER_MILLIS": "0"]).tailLingerMillis == 0)
     }
 
     @Test func misspeltOrOutOfRangeSettingsAreErrorsNamingTheKey() throws {
@@ -133,6 +135,12 @@ struct ConfigurationTests {
             Issue.record("an unknown tail scheduling was accepted")
         } catch let e as ConfigurationError {
             #expect(e.message.contains("views.tailScheduling") && e.message.contains("realtime"), "\(e.message)")
+        }
+        do {
+            _ = try ServerConfiguration.load(environment: ["TOUCHSTONE_VIEWS_TAIL_LINGER_MILLIS": "5000"])
+            Issue.record("a linger above a second was accepted")
+        } catch let e as ConfigurationError {
+            #expect(e.message.contains("views.tailLingerMillis"), "\(e.message)")
         }
     }
 

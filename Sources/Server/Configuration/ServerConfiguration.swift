@@ -39,6 +39,13 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var queryMaxWaitMillis = 2000
     /// `views.tailScheduling`: how the views' tail threads are scheduled (`TailScheduling`).
     public var tailScheduling = TailScheduling.realtime
+    /// `views.tailLingerMillis`: while commits are small and come in quick succession (single
+    /// calls), how long the views' tail lets a batch wait for the next commits, so it folds and
+    /// commits them together; 0 never waits. Measured under `touchstone-bench http` single
+    /// `track` calls (2 cores, 32 connections, interleaved): 5 ms took the views' CPU an event
+    /// from 44–53 µs to 25–41 µs and kept every event visible within 10 ms; it does not touch
+    /// large commits (batches), whose tail batches are full.
+    public var tailLingerMillis = 5
     /// `identity`: merge protection rules (an object; see `IdentityRules`).
     public var identity = IdentityRules.default
 
@@ -49,7 +56,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "data", "schemas", "http.host", "http.port", "http.idleTimeoutSeconds",
         "limits.maxMessageBytes", "limits.maxBodyBytes", "limits.maxInflatedBytes", "limits.deadLetterBodyBytes",
         "limits.eventsPerSecond", "ingest.maxCommitEvents", "log.level", "log.format", "query.maxWaitMillis",
-        "views.tailScheduling", "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types", "retention",
+        "views.tailScheduling", "views.tailLingerMillis", "identity.defaultLimit", "identity.blocked", "identity.blockedPatterns", "identity.priority", "identity.ignoredEvents", "identity.types", "retention",
     ]
 
     /// Values given on the command line; nil leaves the key to the environment, file and defaults.
@@ -115,6 +122,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw ConfigurationError(message: "views.tailScheduling must be one of \(TailScheduling.allCases.map(\.rawValue).joined(separator: ", ")) (got \(scheduling))")
         }
         c.tailScheduling = tail
+        c.tailLingerMillis = reader.int(forKey: "views.tailLingerMillis", default: c.tailLingerMillis)
         if let file { c.identity = try identityRules(file) }
         try c.check()
         return c
@@ -134,6 +142,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         try need(defaultEventsPerSecond.map { $0 > 0 } ?? true, "limits.eventsPerSecond", "must be positive")
         try need((0...60_000).contains(queryMaxWaitMillis), "query.maxWaitMillis", "must be 0–60000")
         try need(maxCommitEvents >= 1, "ingest.maxCommitEvents", "must be at least 1")
+        try need((0...1000).contains(tailLingerMillis), "views.tailLingerMillis", "must be 0–1000 (got \(tailLingerMillis))")
         try need(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel), "log.level",
                  "must be one of trace, debug, info, notice, warning, error, critical")
         try need(["text", "json"].contains(logFormat), "log.format", "must be text or json")
