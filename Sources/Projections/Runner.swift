@@ -462,8 +462,9 @@ final class TailReader: @unchecked Sendable {
             var next = after + 1
             let decompressor = Decompressor()
             // Since when the reader found nothing to read (nil: it found events every time).
-            var idle: ContinuousClock.Instant? = ContinuousClock.now - .seconds(1)
-            // Whether the last read found fewer than `limit` events.
+            var idle: ContinuousClock.Instant? = ContinuousClock.now
+            // Whether the last read found fewer than `limit` events (none before the first:
+            // the first batch never waits).
             var smallBefore = false
             while !closed.get() {
                 do {
