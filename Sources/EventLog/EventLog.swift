@@ -111,6 +111,8 @@ public final class EventLog: @unchecked Sendable {
     let notifier = CommitNotifier()
     private let writer: LogWriter
     private let writerLock = NSLock()
+    /// Which (source, messageId) hashes are certainly not in the index; under `writerLock`.
+    let dedupeFilter = DedupeFilter()
     private let compressors: CompressorPool
 
     public init(directory: String, options: LogOptions = .init()) throws {
@@ -235,7 +237,12 @@ public final class EventLog: @unchecked Sendable {
         var recordBytes = 0
         for n in items.indices where items[n].sealedCount > 0 { recordBytes += items[n].record!.count }
         let deadRecords = deadLetters.map(DeadLetterCodec.encode)
+        var committedCount: Int64 = 0
         let outcomes: [AppendOutcome] = try environment.write { tx in
+            let counted = try tx.withValue(meta, key: Self.eventCountKey) { $0.loadUnaligned(as: Int64.self) } ?? 0
+            if !dedupeFilter.covers(count: counted) {
+                try dedupeFilter.rebuild(tx, tables: [messageIDs] + (recentMessageIDs.map { [$0] } ?? []), count: counted)
+            }
             // After compaction dropped the newest records, seqs still never repeat.
             let floor = try tx.withValue(meta, key: Array("high_seq".utf8)) { $0.loadUnaligned(as: UInt64.self) } ?? 0
             var next = max(try lastStoredSeq(tx), floor) + 1
@@ -262,7 +269,8 @@ public final class EventLog: @unchecked Sendable {
                             continue
                         }
                     }
-                    if let seq = try findMessage(tx, hash: hash, source: items[n].source, messageId: items[n].messageId) {
+                    if dedupeFilter.mayContain(hash),
+                       let seq = try findMessage(tx, hash: hash, source: items[n].source, messageId: items[n].messageId) {
                         outcomes.append(.duplicate(seq))
                         continue
                     }
@@ -278,6 +286,7 @@ public final class EventLog: @unchecked Sendable {
                     for n in kept {
                         let hash = items[n].dedupeHash
                         try MessageIndex.withEntry(hash, seq: next) { k, v in try tx.put(recentMessageIDs ?? messageIDs, key: k, value: v) }
+                        dedupeFilter.insert(hash)
                         next += 1
                         appendedInput += items[n].inputBytes
                     }
@@ -299,8 +308,10 @@ public final class EventLog: @unchecked Sendable {
                 try addCounter(tx, "stat/record_bytes", appendedRecord)
             }
             if appendedCount > 0 { try addCounter(tx, "stat/events", appendedCount) }
+            committedCount = counted + Int64(appendedCount)
             return outcomes
         }
+        dedupeFilter.didCommit(count: committedCount)
         writer.observe(events: items.count, payloadBytes: payloadBytes, recordBytes: recordBytes)
         if let last = outcomes.last(where: { if case .appended = $0 { return true }; return false }) {
             notifier.publish(last.seq)
