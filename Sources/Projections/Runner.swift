@@ -344,7 +344,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     ///
     /// With a `reader` thread, the next batches are read and their stateless part computed
     /// there (`computeAhead`) while this thread folds: a third stage.
-    func follow(limit: Int, finisher: Finisher, reader: WorkerThread? = nil, linger: Duration? = nil,
+    func follow(limit: Int, backlogLimit: Int? = nil, finisher: Finisher, reader: WorkerThread? = nil, linger: Duration? = nil,
                 stop: () -> Bool, paced: (Int) -> Void = { _ in }, report: (BatchReport) -> Void) throws {
         let g = generation
         // Projections at different checkpoints (or only one): a batch at a time until they meet.
@@ -363,7 +363,8 @@ public final class ProjectionRunner: @unchecked Sendable {
         guard g.projections.count > 1, !stop() else { return }
         var pipeline = Pipeline(runner: self, finisher: finisher, expected: try g.appliedSeq())
         func done(_: UInt64, _ r: BatchReport) { report(r) }
-        let ahead = reader.map { TailReader(log: log, projections: g.projections, after: pipeline.expected, limit: limit, thread: $0, linger: linger) }
+        let ahead = reader.map { TailReader(log: log, projections: g.projections, after: pipeline.expected, limit: limit,
+                                             backlogLimit: backlogLimit, thread: $0, linger: linger) }
         defer { ahead?.close() }
         do {
             while !stop() {
@@ -386,7 +387,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             guard error is PipelineConflict else { throw error }
             ahead?.close()
             // Another process applied batches meanwhile: go on from where the views are now.
-            return try follow(limit: limit, finisher: finisher, reader: reader, linger: linger, stop: stop, paced: paced, report: report)
+            return try follow(limit: limit, backlogLimit: backlogLimit, finisher: finisher, reader: reader, linger: linger, stop: stop, paced: paced, report: report)
         }
     }
 
@@ -455,8 +456,15 @@ final class TailReader: @unchecked Sendable {
     /// events) and come less than `linger` apart, a batch waits up to `linger` for more commits
     /// to join it (nil: never waits). The first batch after a pause goes at once, and so does
     /// the rest of a large commit.
-    init(log: EventLog, projections: [any Projection], after: UInt64, limit: Int, thread: WorkerThread,
-         linger: Duration? = nil) {
+    ///
+    /// After a read that found `limit` events or more (a backlog: a group commit lands
+    /// faster than batches of `limit` fold), the next read takes up to `backlogLimit`: the
+    /// per-batch costs (a write transaction, each touched page copied, each touched profile
+    /// encoded) are then paid once for more events. The first batch of a commit stays small,
+    /// so its events are visible soonest.
+    init(log: EventLog, projections: [any Projection], after: UInt64, limit: Int, backlogLimit: Int? = nil,
+         thread: WorkerThread, linger: Duration? = nil) {
+        let backlogLimit = max(limit, backlogLimit ?? limit)
         let box = UncheckedBox(projections)  // computeAhead is thread-safe
         thread.run { [queue, closed] in
             var next = after + 1
@@ -466,9 +474,11 @@ final class TailReader: @unchecked Sendable {
             // Whether the last read found fewer than `limit` events (none before the first:
             // the first batch never waits).
             var smallBefore = false
+            var readLimit = limit
             while !closed.get() {
                 do {
-                    var events = try log.events(from: next, limit: limit, decompressor: decompressor)
+                    var events = try log.events(from: next, limit: readLimit, decompressor: decompressor)
+                    readLimit = events.count >= readLimit ? backlogLimit : limit
                     guard var last = events.last else {
                         if idle == nil { idle = ContinuousClock.now }
                         _ = log.waitForSeq(next, blockingFor: .milliseconds(100))

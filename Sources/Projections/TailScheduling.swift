@@ -130,8 +130,9 @@ final class TailPriority: @unchecked Sendable {
     /// After each fetch of the tail: `fetched` events of at most `limit`.
     func paced(fetched: Int, limit: Int) {
         guard scheduling == .realtime else { return }
-        fullInARow = fetched >= limit ? fullInARow + 1 : 0
-        if fullInARow == Self.behindBatches { set(.raised) } else if fullInARow == 0 { set(.realtime) }
+        // A batch of several times `limit` (read from a backlog) counts as that many.
+        fullInARow = fetched >= limit ? fullInARow + fetched / limit : 0
+        if fullInARow >= Self.behindBatches { set(.raised) } else if fullInARow == 0 { set(.realtime) }
     }
 
     /// Before work that may be long (adopting a generation: its catch-up): off real time.

@@ -30,12 +30,41 @@ import Testing
 
         let batches = reports.get()
         #expect(batches.reduce(0) { $0 + $1.events } == appended, "every event folded once")
-        #expect(batches.count > 1 && batches.allSatisfy { $0.events <= LiveViews.tailBatch }, "batches of at most \(LiveViews.tailBatch)")
+        #expect(batches.count > 1 && batches.allSatisfy { $0.events <= LiveViews.tailBacklogBatch }, "batches of at most \(LiveViews.tailBacklogBatch)")
         #expect(zip(batches, batches.dropFirst()).allSatisfy { $0.lastSeq < $1.lastSeq }, "committed in order")
         // Byte for byte what a replay of the same log (with the same batch ends) builds.
         let report = try s.rebuilder().verify()
         for e in report.entries { #expect(e.equal, "\(e.projection): \(e.differences)") }
         #expect(report.entries.count == ProjectionSet.names.count)
+    }
+
+    /// One commit far larger than a batch, onto a tail that has caught up: its first batch
+    /// is a small one (those events visible soonest), the rest of it is read as a backlog, in
+    /// larger batches.
+    @Test func theRestOfALargeCommitIsFoldedInLargerBatches() async throws {
+        let s = try Scratch()
+        try s.append(messages(10))
+        let views = try s.liveViews()
+        try views.catchUp()
+        let reports = Locked2<[BatchReport]>([])
+        let tail = Task { try await views.run { r in reports.set(reports.get() + [r]) } }
+        try s.append(messages(1, prefix: "first"))
+        let first = s.log.lastSeq
+        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= first })
+        let n = 4 * LiveViews.tailBacklogBatch
+        try s.append(messages(n, prefix: "big"))
+        let last = s.log.lastSeq
+        #expect(last == first + UInt64(n))
+        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= last })
+        tail.cancel()
+        try? await tail.value
+        let batches = reports.get().filter { $0.lastSeq > first }
+        #expect(batches.reduce(0) { $0 + $1.events } == n, "every event folded once")
+        #expect(batches.first?.events == LiveViews.tailBatch, "the first batch of the commit: \(batches.map(\.events))")
+        #expect(batches.allSatisfy { $0.events <= LiveViews.tailBacklogBatch })
+        #expect(batches.dropFirst().contains { $0.events > LiveViews.tailBatch }, "the rest in larger batches: \(batches.map(\.events))")
+        let report = try s.rebuilder().verify()
+        for e in report.entries { #expect(e.equal, "\(e.projection): \(e.differences)") }
     }
 
     /// Single events committed one after another: with a linger, the tail folds many commits in
@@ -145,6 +174,13 @@ import Testing
             note(p)  // still behind
             p.paced(fetched: 12, limit: 256)
             note(p)  // caught up
+            // A batch read from a backlog, twice the limit, counts as two full ones.
+            for _ in 0..<TailPriority.behindBatches / 2 - 1 { p.paced(fetched: 512, limit: 256) }
+            note(p)  // not behind yet
+            p.paced(fetched: 512, limit: 256)
+            note(p)  // behind
+            p.paced(fetched: 12, limit: 256)
+            note(p)  // caught up
             p.demote()
             note(p)  // before an adoption's catch-up
             let q = TailPriority(.raised)
@@ -155,15 +191,16 @@ import Testing
             seen.set(seen.get() + [permitted ? "permitted" : "refused", "\(ThreadPriority.current(tid: tid))"])
         }
         thread.start()
-        #expect(try eventually { seen.get().count == 9 })
+        #expect(try eventually { seen.get().count == 12 })
         let s = seen.get()
-        let top = s[7] == "permitted" ? "realtime realtime" : "raised raised"
+        let top = s[10] == "permitted" ? "realtime realtime" : "raised raised"
         #expect(s[0] == top && s[1] == top, "\(s)")
         #expect(s[2] == "raised raised" && s[3] == "raised raised", "\(s)")
         #expect(s[4] == top, "\(s)")
-        #expect(s[5] == "raised raised", "\(s)")
-        #expect(s[6] == "raised raised", "\(s)")
-        #expect(s[8] == "normal", "\(s)")
+        #expect(s[5] == top && s[6] == "raised raised" && s[7] == top, "\(s)")
+        #expect(s[8] == "raised raised", "\(s)")
+        #expect(s[9] == "raised raised", "\(s)")
+        #expect(s[11] == "normal", "\(s)")
     }
 
     /// The server's tail under `realtime`: its four threads (tail, committer, helper, reader) run
