@@ -57,6 +57,10 @@ final class ProfileState {
     /// skipped, and this is how many product ids there were. Such a state is never written.
     private(set) var skippedProducts: Int?
 
+    /// The size of the last encoding (or 256): the next one's buffer is reserved at that,
+    /// where growing it from 256 reallocated and copied it three or four times.
+    private var encodedSize = 256
+
     /// `distinct_products`, whether the product ids were decoded or skipped.
     var distinctProducts: Int { skippedProducts ?? products.count }
 
@@ -226,30 +230,41 @@ final class ProfileState {
 
     func encode() -> [UInt8] {
         precondition(skippedProducts == nil, "a profile state decoded for reading is never written")
-        var w = ByteWriter()
+        // Local copies of the collections (one retain each), read by index, so elements are
+        // not copied out one by one. (Most of the encoding's time is still the first touch
+        // of each string: a state is folded on one core and encoded on another.)
+        let merged = merged, identifiers = identifiers, traits = traits, orderIDs = orderIDs
+        let products = products, consent = consent
+        var w = ByteWriter(capacity: encodedSize)
         w.byte(Self.formatVersion)
         w.uint(id)
-        w.uint(UInt64(merged.count)); for m in merged { w.uint(m) }
-        w.uint(UInt64(identifiers.count)); for i in identifiers { w.string(i.type); w.string(i.value) }
+        w.uint(UInt64(merged.count)); for i in merged.indices { w.uint(merged[i]) }
+        w.uint(UInt64(identifiers.count))
+        for i in identifiers.indices { w.string(identifiers[i].type); w.string(identifiers[i].value) }
         w.uint(UInt64(traits.count))
-        for (k, v) in traits {
-            w.string(k); w.json(v.value); w.int(v.time); w.uint(v.seq); w.string(v.source)
+        for i in 0..<traits.count {
+            w.string(traits.keys[i])
+            w.json(traits.values[i].value); w.int(traits.values[i].time); w.uint(traits.values[i].seq)
+            w.string(traits.values[i].source)
         }
         w.int(firstSeen); w.int(lastSeen); w.int(eventCount)
         w.counts(channels)
-        w.uint(UInt64(orderIDs.count)); for o in orderIDs { w.string(o) }
+        w.uint(UInt64(orderIDs.count)); for i in orderIDs.indices { w.string(orderIDs[i]) }
         w.int(orderCount); w.int(revenue); w.optInt(firstOrderAt); w.optInt(lastOrderAt)
         w.int(refundCount); w.int(refundTotal)
         w.counts(categories)
-        w.uint(UInt64(products.count)); for p in products { w.string(p) }
+        w.uint(UInt64(products.count)); for i in products.indices { w.string(products[i]) }
         w.optInt(lastCheckoutAt); w.int(loyaltyPoints)
         for s in [nps, csat] {
             if let s { w.byte(1); w.int(s.value); w.int(s.time); w.uint(s.seq); w.string(s.source) } else { w.byte(0) }
         }
         w.uint(UInt64(consent.count))
-        for (k, v) in consent {
-            w.string(k); w.byte(v.value ? 1 : 0); w.int(v.time); w.uint(v.seq); w.string(v.source)
+        for i in 0..<consent.count {
+            w.string(consent.keys[i])
+            w.byte(consent.values[i].value ? 1 : 0); w.int(consent.values[i].time); w.uint(consent.values[i].seq)
+            w.string(consent.values[i].source)
         }
+        encodedSize = w.bytes.count
         return w.bytes
     }
 
@@ -324,16 +339,20 @@ struct ByteWriter {
         if let v { byte(1); int(v) } else { byte(0) }
     }
     mutating func string(_ s: String) {
-        var s = s
-        s.withUTF8 { u in
+        // Borrowed, not copied into a `var` for `withUTF8` (a retain of the string).
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { u in
             Varint.write(UInt64(u.count), to: &bytes)
             bytes.append(contentsOf: u)
+        }
+        if done == nil {
+            Varint.write(UInt64(s.utf8.count), to: &bytes)
+            bytes.append(contentsOf: s.utf8)
         }
     }
     mutating func json(_ j: JSON) { j.encodeBinary(into: &bytes) }
     mutating func counts(_ d: SortedMap<Int64>) {
         uint(UInt64(d.count))
-        for (k, v) in d { string(k); int(v) }
+        for i in 0..<d.count { string(d.keys[i]); int(d.values[i]) }
     }
 }
 

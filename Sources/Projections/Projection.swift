@@ -79,10 +79,15 @@ public struct ProjectionSet: Sendable {
     /// How many committed profile states the profile projection keeps decoded between
     /// batches (`ProfileProjection.defaultCachedStates`; 0: none). Changes speed, never views.
     public var cachedProfileStates: Int
+    /// How many committed activity records the KPI projection keeps decoded between batches
+    /// (`KPIProjection.defaultCachedActivities`; 0: none). Changes speed, never views.
+    public var cachedKPIActivities: Int
 
-    public init(rules: IdentityRules = .default, cachedProfileStates: Int = ProfileProjection.defaultCachedStates) {
+    public init(rules: IdentityRules = .default, cachedProfileStates: Int = ProfileProjection.defaultCachedStates,
+                cachedKPIActivities: Int = KPIProjection.defaultCachedActivities) {
         self.rules = rules
         self.cachedProfileStates = cachedProfileStates
+        self.cachedKPIActivities = cachedKPIActivities
     }
 
     /// Every projection's name, in fold order.
@@ -99,7 +104,7 @@ public struct ProjectionSet: Sendable {
         let profiles = ProfileProjection(rules: rules, cachedStates: cachedProfileStates)
         out.append(profiles)
         if wants(SegmentProjection.projectionName) { out.append(SegmentProjection(profiles: profiles)) }
-        if wants(KPIProjection.projectionName) { out.append(KPIProjection(profiles: profiles)) }
+        if wants(KPIProjection.projectionName) { out.append(KPIProjection(profiles: profiles, cachedActivities: cachedKPIActivities)) }
         return out
     }
 }

@@ -13,7 +13,12 @@
 ///   into the same generation) is detected as a conflict, and the projection's `reset`
 ///   empties the cache.
 /// - Bounded: beyond `capacity` states, the ones committed longest ago leave first.
-final class StateCache {
+///
+/// The KPI projection keeps its customers' `Activity` records the same way.
+typealias StateCache = CommittedCache<ProfileState>
+
+/// Objects as a projection's own commits last wrote them, by profile id (see `StateCache`).
+final class CommittedCache<Value: AnyObject> {
     let capacity: Int
     private var entries: [UInt64: Entry] = [:]
     /// Profiles in the order they were inserted, from `head` on; a pair whose stamp no longer
@@ -23,7 +28,7 @@ final class StateCache {
     private var stamp: UInt64 = 0
 
     private struct Entry {
-        var state: ProfileState
+        var state: Value
         var stamp: UInt64
     }
 
@@ -32,15 +37,15 @@ final class StateCache {
     var count: Int { entries.count }
 
     /// Removes and returns the committed state of `pid`, if cached.
-    func take(_ pid: UInt64) -> ProfileState? {
+    func take(_ pid: UInt64) -> Value? {
         entries.removeValue(forKey: pid)?.state
     }
 
     /// The committed state of `pid`, if cached, left in place: read it, never mutate it.
-    func peek(_ pid: UInt64) -> ProfileState? { entries[pid]?.state }
+    func peek(_ pid: UInt64) -> Value? { entries[pid]?.state }
 
     /// Keeps `state` as `pid`'s committed state (the caller no longer mutates it).
-    func insert(_ pid: UInt64, _ state: ProfileState) {
+    func insert(_ pid: UInt64, _ state: Value) {
         guard capacity > 0 else { return }
         stamp += 1
         entries[pid] = Entry(state: state, stamp: stamp)

@@ -139,10 +139,11 @@ import TestSupport
         #expect(diff.contains { $0.contains("user_id:extra") && $0.contains("only in a") })
     }
 
-    /// Profile states kept decoded between batches change speed, never views: folded with no
-    /// cache, one of three states (evicting all the time) and the default, in batches of 7 and
-    /// 4,096, across merges and an erasure, every projection's views are the same bytes.
-    @Test func theProfileStateCacheNeverChangesTheViews() throws {
+    /// Profile states and KPI activity records kept decoded between batches change speed,
+    /// never views: folded with no caches, caches of three (evicting all the time) and the
+    /// defaults, in batches of 7 and 4,096, across merges and an erasure, every projection's
+    /// views are the same bytes.
+    @Test func theProfileStateAndActivityCachesNeverChangeTheViews() throws {
         let (s, _) = try Self.datagenLog(customers: 120, seed: 5)
         // Two profiles that a later event links (a merge), one erased, then more of both.
         try s.append([
@@ -163,13 +164,14 @@ import TestSupport
         for batch in [7, 4096] {
             var digests: [[String]] = []
             for cached in [0, 3, ProfileProjection.defaultCachedStates] {
-                let g = try store.open("cache-\(batch)-\(cached)", set: ProjectionSet(cachedProfileStates: cached))
+                let activities = cached == 0 ? 0 : cached == 3 ? 3 : KPIProjection.defaultCachedActivities
+                let g = try store.open("cache-\(batch)-\(cached)", set: ProjectionSet(cachedProfileStates: cached, cachedKPIActivities: activities))
                 try ProjectionRunner(log: s.log, generation: g, batchSize: batch).catchUp()
                 #expect(try g.failures().isEmpty)
                 digests.append(try ProjectionSet.names.map { try g.digest($0) })
             }
-            #expect(digests[1] == digests[0], "batch \(batch): 3 cached states")
-            #expect(digests[2] == digests[0], "batch \(batch): the default cache")
+            #expect(digests[1] == digests[0], "batch \(batch): 3 cached states and activity records")
+            #expect(digests[2] == digests[0], "batch \(batch): the default caches")
         }
         try live.catchUp()
         let merged = try #require(try live.profiles.profile(id("anonymous_id:m2-anon")))

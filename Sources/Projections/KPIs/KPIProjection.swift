@@ -117,7 +117,24 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     var ordersDB: Database!
     var cohortsDB: Database!
 
-    init(profiles: ProfileProjection) { self.profiles = profiles }
+    /// Activity records as this projection's commits last wrote them, kept decoded for the
+    /// next batches: a customer active now is touched batch after batch by the live tail,
+    /// and each time the record was read from the views, decoded, and freed after the commit.
+    /// Filled and emptied like the profile states' cache (`StateCache`).
+    private let activityCache: CommittedCache<Activity>
+    /// The id of this projection's last write transaction, and of the last one `didCommit`
+    /// saw (the commit thread writes, the tail's thread folds; under `txnLock`). A fold whose
+    /// snapshot is another one reads views someone else wrote: the cache is emptied.
+    private var committedTxn: Int?, writtenTxn: Int?
+    private let txnLock = NSLock()
+    /// How many committed activity records `activityCache` keeps by default (a few hundred
+    /// bytes each).
+    public static let defaultCachedActivities = 65_536
+
+    init(profiles: ProfileProjection, cachedActivities: Int = KPIProjection.defaultCachedActivities) {
+        self.profiles = profiles
+        activityCache = CommittedCache(capacity: cachedActivities)
+    }
 
     public func open(_ environment: Environment) throws {
         cellsDB = try environment.openDatabase("kpi_cells")
@@ -183,6 +200,27 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     private var encoded: [(Database, [UInt8], [UInt8]?)]?
 
     public func reset() {
+        // After a failed or conflicting commit the views may hold what another process wrote.
+        activityCache.removeAll()
+        txnLock.withLock { committedTxn = nil; writtenTxn = nil }
+        clearBatch()
+    }
+
+    public func didCommit() {
+        // The committed records go to the cache, clean; the next batch touching one takes it.
+        for (pid, a) in activities {
+            if let a {
+                a.committed()
+                activityCache.insert(pid, a)
+            } else {
+                activityCache.remove(pid)
+            }
+        }
+        txnLock.withLock { committedTxn = writtenTxn }
+        clearBatch()
+    }
+
+    private func clearBatch() {
         encoded = nil
         cells.removeAll(keepingCapacity: true)
         deltas.removeAll(keepingCapacity: true)
@@ -244,7 +282,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
 
     private func activity(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> Activity {
         if let a = activities[pid], let a { return a }
-        let a = try tx.withValue(activityDB, key: pid.be) { try Activity.decode($0, channelID: channelID) } ?? Activity()
+        let a = try activityCache.take(pid)
+            ?? tx.withValue(activityDB, key: pid.be) { try Activity.decode($0, channelID: channelID) } ?? Activity()
         activities[pid] = .some(a)
         return a
     }
@@ -281,6 +320,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     // MARK: Folding
 
     public func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure] {
+        let snapshot = tx.id
+        if txnLock.withLock({ snapshot != committedTxn }) { activityCache.removeAll() }
         let assignments = profiles.assignments
         var ai = assignments.startIndex
         // The fields the profile projection read (when it folded exactly these events).
@@ -404,6 +445,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     // MARK: Writing
 
     public func write(_ tx: borrowing WriteTransaction) throws {
+        let txn = tx.id
+        txnLock.withLock { writtenTxn = txn }
         for (db, key, value) in encoded ?? entries() {
             if let value { try tx.put(db, key: key, value: value) } else { _ = try tx.delete(db, key: key) }
         }
@@ -503,6 +546,9 @@ final class Activity {
         changed = true
         return (true, newWeek, newMonth)
     }
+
+    /// Its changes were committed: it now holds what the views hold.
+    func committed() { changed = false }
 
     /// Marks (cohort, month); true when it is new.
     func markCohort(_ cohort: Int32, _ month: Int32) -> Bool {
