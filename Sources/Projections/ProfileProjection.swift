@@ -102,10 +102,17 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     /// How many committed states `cache` keeps by default: the live tail's recently active
     /// customers (a few KiB each).
     public static let defaultCachedStates = 32_768
+    /// Identifiers → profile as committed, for the fold's lookups (a B-tree search of the
+    /// identity index each, a quarter of the live tail's profile fold, measured): filled on
+    /// reads, kept current by `didCommit` from each batch's changes, emptied with `cache`.
+    /// Started afresh when full (at four identifiers a cached state; none without states).
+    private var identities: [Identifier: UInt64] = [:]
+    private let cachedIdentities: Int
 
     public init(rules: IdentityRules = .default, cachedStates: Int = ProfileProjection.defaultCachedStates) {
         self.rules = CompiledRules(rules)
         cache = StateCache(capacity: cachedStates)
+        cachedIdentities = 4 * max(0, cachedStates)
     }
 
     public func open(_ environment: Environment) throws {
@@ -123,6 +130,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         // A reset follows a failed or conflicting commit: the views may hold what another
         // process wrote, so nothing cached is known to match them.
         cache.removeAll()
+        identities.removeAll()
         sealLock.withLock { committedTxn = nil; writtenTxn = nil }
     }
 
@@ -138,6 +146,10 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         if let layer = sealedLayer, cache.capacity > 0 {
             for pid in layer.deleted { cache.remove(pid) }
             for (pid, state) in layer.stateOverlay { cache.insert(pid, state) }
+        }
+        if let layer = sealedLayer, cachedIdentities > 0 {
+            if identities.count + layer.indexOverlay.count > cachedIdentities { identities.removeAll(keepingCapacity: true) }
+            for (id, pid) in layer.indexOverlay { identities[id] = pid == 0 ? nil : pid }
         }
         sealLock.withLock { committedTxn = writtenTxn }
         sealedLayer = nil
@@ -173,7 +185,6 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     }
 
     /// The live profile an identifier belongs to, pending changes included.
-    func profileID(of id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? { try lookup(id, tx) }
 
     public func write(_ tx: borrowing WriteTransaction) throws {
         let txn = tx.id
@@ -229,7 +240,10 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         if let first = events.first { current.batch = (first.seq, pre) }
         below = sealedLayer
         let snapshot = tx.id
-        if sealLock.withLock({ snapshot != committedTxn && snapshot != writtenTxn }) { cache.removeAll() }
+        if sealLock.withLock({ snapshot != committedTxn && snapshot != writtenTxn }) {
+            cache.removeAll()
+            identities.removeAll()
+        }
         // By index, passing elements in place: binding each event and item to a local copied
         // them (a reference count on the body and on every array of the item).
         let base = events.startIndex
@@ -457,9 +471,19 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         current.erasures.append(pid)
     }
 
+    /// The profile `id` names as the batch being folded sees it. (On the folding thread only:
+    /// it fills `identities`.)
     private func lookup(_ id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? {
         if let pid = indexOverlay[id] ?? below?.indexOverlay[id] { return pid == 0 ? nil : pid }
-        return try tx.withValue(identity, key: id.key) { UInt64(nativeKey: $0) }
+        if let pid = identities[id] { return pid }
+        // Not changed by the batch in flight (it would be in its overlay): as committed, and
+        // as it will stay until a batch changes it, which `didCommit` then notes here.
+        let pid = try tx.withValue(identity, key: id.key) { UInt64(nativeKey: $0) }
+        if let pid, cachedIdentities > 0 {
+            if identities.count >= cachedIdentities { identities.removeAll(keepingCapacity: true) }
+            identities[id] = pid
+        }
+        return pid
     }
 
     private func load(_ pid: UInt64, _ tx: borrowing ReadTransaction) throws -> ProfileState {

@@ -77,7 +77,8 @@ public struct ProjectionFailure: Sendable, Equatable {
 public struct ProjectionSet: Sendable {
     public var rules: IdentityRules
     /// How many committed profile states the profile projection keeps decoded between
-    /// batches (`ProfileProjection.defaultCachedStates`; 0: none). Changes speed, never views.
+    /// batches (`ProfileProjection.defaultCachedStates`; 0: none), and four times as many
+    /// identifiers' profiles. Changes speed, never views.
     public var cachedProfileStates: Int
     /// How many committed activity records the KPI projection keeps decoded between batches
     /// (`KPIProjection.defaultCachedActivities`; 0: none). Changes speed, never views.

@@ -139,8 +139,8 @@ import TestSupport
         #expect(diff.contains { $0.contains("user_id:extra") && $0.contains("only in a") })
     }
 
-    /// Profile states and KPI activity records kept decoded between batches change speed,
-    /// never views: folded with no caches, caches of three (evicting all the time) and the
+    /// Profile states, identifiers' profiles and KPI activity records kept between batches
+    /// change speed, never views: folded with no caches, small ones (evicting all the time) and the
     /// defaults, in batches of 7 and 4,096, across merges and an erasure, every projection's
     /// views are the same bytes.
     @Test func theProfileStateAndActivityCachesNeverChangeTheViews() throws {
