@@ -49,6 +49,9 @@ struct ByteParser {
     var i = 0
     let maxDepth: Int
     var depth = 0
+    /// Arrays this many levels in have their elements' text sizes noted in `sizes` (-1: none).
+    var sizesDepth = -1
+    var sizes = TextSizes()
 
     init(_ b: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.b = b

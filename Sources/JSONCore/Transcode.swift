@@ -14,6 +14,19 @@ extension JSON {
         return out
     }
 
+    /// `transcode`, noting as it goes each element of the arrays `depth` levels in (the
+    /// whole text is level 1): where it starts in the binary form and how many bytes of the
+    /// text it took. A batch's messages' sizes as sent, with no second pass over them.
+    public static func transcode(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth,
+                                 elementsAt depth: Int) throws(JSONParseError) -> ([UInt8], TextSizes) {
+        var p = ByteParser(bytes, maxDepth: maxDepth)
+        p.sizesDepth = depth
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 64)
+        try p.transcodeDocument(into: &out)
+        return (out, p.sizes)
+    }
+
     public static func transcode<Bytes: Collection>(_ bytes: Bytes, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> [UInt8]
     where Bytes.Element == UInt8 {
         let r: Result<[UInt8], JSONParseError>? = bytes.withContiguousStorageIfAvailable { buf in
@@ -98,7 +111,9 @@ extension ByteParser {
         }
         while true {
             skipWS()
+            let textStart = i, binaryStart = out.count
             try transcodeValue(into: &out)
+            if depth == sizesDepth { sizes.append(binaryStart, i - textStart) }
             count += 1
             skipWS()
             guard i < b.count else { throw fail("unterminated array") }
@@ -224,5 +239,31 @@ public struct BinaryObjectBuilder {
     public mutating func finish() -> [UInt8] {
         BinaryContainer.end(count: count, at: 1, in: &out, sized: sized)
         return out
+    }
+}
+
+/// Text sizes of values in a transcoded document, by where each starts in the binary form
+/// (see `JSON.transcode(_:maxDepth:elementsAt:)`), in document order.
+public struct TextSizes: Sendable {
+    private var starts: [Int] = []
+    private var sizes: [Int] = []
+
+    public init() {}
+
+    mutating func append(_ binaryStart: Int, _ size: Int) {
+        starts.append(binaryStart)
+        sizes.append(size)
+    }
+
+    public var count: Int { starts.count }
+
+    /// The text size of the value starting at `binaryStart`, if noted.
+    public func size(at binaryStart: Int) -> Int? {
+        var lo = 0, hi = starts.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if starts[mid] < binaryStart { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < starts.count && starts[lo] == binaryStart ? sizes[lo] : nil
     }
 }

@@ -57,6 +57,26 @@ import TestSupport
         }
     }
 
+    /// Noting the elements' text sizes changes nothing of the binary form; it notes exactly
+    /// the elements of the arrays at the asked level, each from its first byte to its last.
+    @Test func elementsAtALevelHaveTheirTextSizesNoted() throws {
+        let elements = [#"{"a":1}"#, #"{ "b" : [1, 2] }"#, #""x""#, "-2.50", "[ ]"]
+        let text = #"{"batch": [ "# + elements.joined(separator: " ,\n ") + #" ], "other": [true], "n": {"arr": [1, 22]}}"#
+        let bytes = Array(text.utf8)
+        let (binary, sizes) = try bytes.withUnsafeBufferPointer { try JSON.transcode($0, elementsAt: 2) }
+        #expect(binary == (try JSON.transcode(bytes)))
+        let view = JSONView(bytes: binary)
+        let batch = try #require(view["batch"])
+        #expect(batch.elementSpans.map { sizes.size(at: $0.lowerBound) } == elements.map { $0.utf8.count })
+        let other = try #require(view["other"])
+        #expect(other.elementSpans.map { sizes.size(at: $0.lowerBound) } == [4])
+        #expect(sizes.count == elements.count + 1, "not the elements three levels in")
+        #expect(sizes.size(at: 0) == nil)
+        // The top-level array is level 1.
+        let (_, top) = try Array("[1, {}, \"abc\"]".utf8).withUnsafeBufferPointer { try JSON.transcode($0, elementsAt: 1) }
+        #expect(top.count == 3)
+    }
+
     @Test func viewsMeasureTheCompactTextAndCopyTheirOwnBytes() {
         var rng = SplitMix(seed: 0xC0FFEE)
         for _ in 0..<2_000 {

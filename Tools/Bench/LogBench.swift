@@ -73,11 +73,13 @@ struct LogBench: ParsableCommand {
         let (_, requestSeconds) = try timed {
             for round in 0..<3 {
                 for body in bodies {
-                    let view = JSONView(bytes: try JSON.transcode(body))
+                    let (binary, sizes) = try body.withUnsafeBufferPointer { try JSON.transcode($0, elementsAt: 2) }
+                    let view = JSONView(bytes: binary)
                     guard let list = view["batch"] else { continue }
                     for span in list.elementSpans {
                         let item = JSONView(bytes: list.bytes, offset: span.lowerBound)
-                        if case .success = builder.prepare(binary: Array(list.bytes[span]), encodedSize: item.compactByteCount,
+                        let size = sizes.size(at: span.lowerBound) ?? item.compactByteCount
+                        if case .success = builder.prepare(binary: Array(list.bytes[span]), encodedSize: size,
                                                            source: context, receivedAt: 1_750_000_000_000_000 + Int64(round)) {
                             preparedCount += 1
                         }

@@ -67,10 +67,14 @@ enum TrackingBody {
 
 extension ByteBuffer {
     /// The readable bytes, one JSON text, in binary form (`JSON.transcode`).
-    func transcodeJSON() -> Result<[UInt8], JSONParseError> {
+    /// With `elementsAt`, also the text sizes of the elements of the arrays that many levels in.
+    func transcodeJSON(elementsAt depth: Int? = nil) -> Result<([UInt8], TextSizes), JSONParseError> {
         withUnsafeReadableBytes { raw in
             let bytes = UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count)
-            do throws(JSONParseError) { return .success(try JSON.transcode(bytes)) } catch { return .failure(error) }
+            do throws(JSONParseError) {
+                if let depth { return .success(try JSON.transcode(bytes, elementsAt: depth)) }
+                return .success((try JSON.transcode(bytes), TextSizes()))
+            } catch { return .failure(error) }
         }
     }
 }

@@ -56,7 +56,7 @@ public struct TrackingRoutes: Sendable {
         }
     }
 
-    enum Call {
+    enum Call: Equatable {
         case single(EventType)
         case batch
 
@@ -104,9 +104,12 @@ public struct TrackingRoutes: Sendable {
         // 3. Parse, straight to the binary form the messages are stored in (no tree). Without
         //    a header key, the key is in the body.
         let body: JSONView
-        switch buffer.transcodeJSON() {
-        case .success(let bytes):
+        let sizes: TextSizes
+        // A batch's messages (in `{"batch": [...]}`, two levels in): their sizes as sent.
+        switch buffer.transcodeJSON(elementsAt: call == .batch ? 2 : nil) {
+        case .success(let (bytes, noted)):
             body = JSONView(bytes: bytes)
+            sizes = noted
         case .failure(let e):
             throw try await rejectBody(.badRequest, "malformed_json", e.description, prefix(buffer), principal, call, receivedAt, logger)
         }
@@ -129,7 +132,7 @@ public struct TrackingRoutes: Sendable {
         case .single(let type):
             return try await single(type, body, size: buffer.readableBytes, source: source, receivedAt: receivedAt, logger)
         case .batch:
-            return try await batch(body, buffer: buffer, source: source, receivedAt: receivedAt, logger)
+            return try await batch(body, sizes: sizes, buffer: buffer, source: source, receivedAt: receivedAt, logger)
         }
     }
 
@@ -158,7 +161,9 @@ public struct TrackingRoutes: Sendable {
     /// scanned the whole body, skipping over every message in it, again).
     private static let batchKeys = JSONView.KeyList(["batch", "sentAt", "context", "integrations"])
 
-    private func batch(_ body: JSONView, buffer: ByteBuffer, source: Source, receivedAt: Micros, _ logger: Logger) async throws -> Response {
+    /// `sizes`: the text size of each message, as sent (the transcoder noted them).
+    private func batch(_ body: JSONView, sizes: TextSizes, buffer: ByteBuffer, source: Source, receivedAt: Micros,
+                       _ logger: Logger) async throws -> Response {
         let members = body.fields(Self.batchKeys)
         guard let list = members[0], list.isArray else {
             throw try await rejectBody(.badRequest, "invalid", "batch must be an array of messages", prefix(buffer),
@@ -193,7 +198,9 @@ public struct TrackingRoutes: Sendable {
             let item = JSONView(bytes: list.bytes, offset: span.lowerBound)
             // The message's own bytes, unless the batch's defaults must be merged into it.
             let message = defaults.map { item.json.merged(withDefaults: $0).binary } ?? Array(list.bytes[span])
-            switch suppress(builder.prepare(binary: message, encodedSize: item.compactByteCount, source: context,
+            // Its size as sent, as for a single call (the body's size): whitespace counts.
+            let size = sizes.size(at: span.lowerBound) ?? item.compactByteCount
+            switch suppress(builder.prepare(binary: message, encodedSize: size, source: context,
                                             receivedAt: receivedAt, batchSentAt: batchSentAt), suppression) {
             case .success(let event):
                 channels.append(event.channel)
