@@ -69,6 +69,7 @@ extension ByteParser {
         try enter()
         i += 1
         let at = BinaryContainer.begin(BinaryTag.object, in: &out)
+        let noted = sizes.count
         var count = 0
         skipWS()
         if i < b.count, b[i] == UInt8(ascii: "}") {
@@ -94,13 +95,14 @@ extension ByteParser {
             throw fail("expected ',' or '}' in object")
         }
         depth -= 1
-        BinaryContainer.end(count: count, at: at, in: &out)
+        end(count: count, at: at, in: &out, noted: noted)
     }
 
     mutating func transcodeArray(into out: inout [UInt8]) throws(JSONParseError) {
         try enter()
         i += 1
         let at = BinaryContainer.begin(BinaryTag.array, in: &out)
+        let noted = sizes.count
         var count = 0
         skipWS()
         if i < b.count, b[i] == UInt8(ascii: "]") {
@@ -122,7 +124,16 @@ extension ByteParser {
             throw fail("expected ',' or ']' in array")
         }
         depth -= 1
+        end(count: count, at: at, in: &out, noted: noted)
+    }
+
+    /// Ends a container; the noted starts inside it (from index `noted` on) move up with the
+    /// bytes its count or size pushed up.
+    @inline(__always)
+    private mutating func end(count: Int, at: Int, in out: inout [UInt8], noted: Int) {
+        let before = out.count
         BinaryContainer.end(count: count, at: at, in: &out)
+        if out.count > before, sizes.count > noted { sizes.shift(from: noted, by: out.count - before) }
     }
 
     /// A string (the cursor on its opening quote) as its length and UTF-8 bytes — a string
@@ -256,6 +267,10 @@ public struct TextSizes: Sendable {
     }
 
     public var count: Int { starts.count }
+
+    mutating func shift(from first: Int, by delta: Int) {
+        for j in first..<starts.count { starts[j] += delta }
+    }
 
     /// The text size of the value starting at `binaryStart`, if noted.
     public func size(at binaryStart: Int) -> Int? {

@@ -72,6 +72,13 @@ import TestSupport
         #expect(other.elementSpans.map { sizes.size(at: $0.lowerBound) } == [4])
         #expect(sizes.count == elements.count + 1, "not the elements three levels in")
         #expect(sizes.size(at: 0) == nil)
+        // Large ones: the array's count and size, and each element's size, are written once
+        // it ends, and push up what follows them; the noted starts move with it.
+        let many = (0..<300).map { #"{"messageId": "m\#($0)", "properties": {"name": "\#(String(repeating: "n", count: $0 % 200))", "price": 1.50}}"# }
+        let large = Array(#"{"sentAt": "2025-01-01T00:00:00Z", "batch": ["#.utf8) + Array(many.joined(separator: ",").utf8) + Array("]}".utf8)
+        let (largeBinary, largeSizes) = try large.withUnsafeBufferPointer { try JSON.transcode($0, elementsAt: 2) }
+        let largeBatch = try #require(JSONView(bytes: largeBinary)["batch"])
+        #expect(largeBatch.elementSpans.map { largeSizes.size(at: $0.lowerBound) } == many.map { $0.utf8.count })
         // The top-level array is level 1.
         let (_, top) = try Array("[1, {}, \"abc\"]".utf8).withUnsafeBufferPointer { try JSON.transcode($0, elementsAt: 1) }
         #expect(top.count == 3)
