@@ -91,9 +91,10 @@ enum ThreadPriority {
 /// that is not full (it has caught up). Only the tail thread calls `paced` and `demote`.
 final class TailPriority: @unchecked Sendable {
     let scheduling: TailScheduling
-    /// Full batches in a row after which the tail counts as behind: 32 × 256 events is about a
-    /// tenth of a second of folding, more than a group commit holds (1,024 events by default,
-    /// `ingest.maxCommitEvents`; 8,192 would still fit).
+    /// Full batches in a row after which the tail counts as behind (a batch read from a
+    /// backlog counts as several): 32 × 256 events is about a tenth of a second of folding,
+    /// more than a group commit holds (2,048 events by default, `ingest.maxCommitEvents`;
+    /// 8,192 would still fit).
     static let behindBatches = 32
     private let lock = NSLock()
     private var threads: [(tid: Int32, rank: Int32)] = []
