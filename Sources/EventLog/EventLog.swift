@@ -113,6 +113,10 @@ public final class EventLog: @unchecked Sendable {
     private let writerLock = NSLock()
     /// Which (source, messageId) hashes are certainly not in the index; under `writerLock`.
     let dedupeFilter = DedupeFilter()
+    /// The newest appended events, kept for `followingEvents` once `keepRecentEvents` is called.
+    private var recent: RecentEvents?
+    private let recentLock = NSLock()
+    private var recentEvents: RecentEvents? { recentLock.withLock { recent } }
     private let compressors: CompressorPool
 
     public init(directory: String, options: LogOptions = .init()) throws {
@@ -312,6 +316,16 @@ public final class EventLog: @unchecked Sendable {
             return outcomes
         }
         dedupeFilter.didCommit(count: committedCount)
+        if let recent = recentEvents {
+            var new: [Event] = []
+            new.reserveCapacity(items.count)
+            for (n, o) in outcomes.enumerated() {
+                guard case .appended(let seq) = o else { continue }
+                new.append(Event(seq: seq, type: items[n].type, timestamp: items[n].timestamp, receivedAt: items[n].receivedAt,
+                                 payload: items[n].payload))
+            }
+            recent.append(new)
+        }
         writer.observe(events: items.count, payloadBytes: payloadBytes, recordBytes: recordBytes)
         if let last = outcomes.last(where: { if case .appended = $0 { return true }; return false }) {
             notifier.publish(last.seq)
@@ -516,6 +530,23 @@ public final class EventLog: @unchecked Sendable {
 
     /// Up to `limit` events with seq ≥ `from`, in order. A caller that reads again and again
     /// (the views' tail) passes its own `decompressor`: a zstd context is not free to make.
+    /// Keeps the newest `capacity` events this process appends for `followingEvents`: for a
+    /// reader that follows the log closely (the live views' tail).
+    public func keepRecentEvents(capacity: Int) {
+        recentLock.withLock { recent = RecentEvents(capacity: capacity) }
+    }
+
+    /// `events(from:limit:)`, taken from the events this process appended last when `from` is
+    /// among them (see `keepRecentEvents`): the same events, without reading, decompressing
+    /// and decoding their records. Stops where another process's appends begin.
+    public func followingEvents(from: UInt64, limit: Int, decompressor: Decompressor? = nil) throws -> [Event] {
+        if let recent = recentEvents {
+            let kept = recent.take(from: from, limit: limit)
+            if !kept.isEmpty { return kept }
+        }
+        return try events(from: from, limit: limit, decompressor: decompressor)
+    }
+
     public func events(from: UInt64, limit: Int, decompressor: Decompressor? = nil) throws -> [Event] {
         var out: [Event] = []
         try forEach(from: from, chunk: limit, decompressor: decompressor) { e in

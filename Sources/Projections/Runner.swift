@@ -477,7 +477,7 @@ final class TailReader: @unchecked Sendable {
             var readLimit = limit
             while !closed.get() {
                 do {
-                    var events = try log.events(from: next, limit: readLimit, decompressor: decompressor)
+                    var events = try log.followingEvents(from: next, limit: readLimit, decompressor: decompressor)
                     readLimit = events.count >= readLimit ? backlogLimit : limit
                     guard var last = events.last else {
                         if idle == nil { idle = ContinuousClock.now }
@@ -495,7 +495,7 @@ final class TailReader: @unchecked Sendable {
                         while events.count < limit && !closed.get() {
                             let left = deadline - ContinuousClock.now
                             guard left > .zero, log.waitForSeq(last.seq + 1, blockingFor: left) else { break }
-                            events += try log.events(from: last.seq + 1, limit: limit - events.count, decompressor: decompressor)
+                            events += try log.followingEvents(from: last.seq + 1, limit: limit - events.count, decompressor: decompressor)
                             last = events[events.count - 1]
                         }
                     }
