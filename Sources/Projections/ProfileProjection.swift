@@ -208,8 +208,10 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         for (old, survivor) in mergedOverlay {
             if survivor == 0 { _ = try tx.delete(merged, key: old.nativeKey) } else { try tx.put(merged, key: old.nativeKey, value: survivor.nativeKey) }
         }
+        // One put an event: the 16-byte key built on the stack (`pid.be + seq.be` made three arrays).
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
         for (pid, seq) in timelineAdds {
-            try tx.put(timeline, key: pid.be + seq.be, value: [])
+            try withUnsafeBytes(of: (pid.bigEndian, seq.bigEndian)) { try tx.put(timeline, key: $0, value: empty) }
         }
         for (pid, seq, record) in linkAdds {
             try tx.put(links, key: pid.be + seq.be, value: record)
@@ -474,7 +476,9 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     /// The profile `id` names as the batch being folded sees it. (On the folding thread only:
     /// it fills `identities`.)
     private func lookup(_ id: Identifier, _ tx: borrowing ReadTransaction) throws -> UInt64? {
-        if let pid = indexOverlay[id] ?? below?.indexOverlay[id] { return pid == 0 ? nil : pid }
+        // (Each lookup hashes the identifier: skipped for an empty overlay.)
+        if !current.indexOverlay.isEmpty, let pid = current.indexOverlay[id] { return pid == 0 ? nil : pid }
+        if let below, !below.indexOverlay.isEmpty, let pid = below.indexOverlay[id] { return pid == 0 ? nil : pid }
         if let pid = identities[id] { return pid }
         // Not changed by the batch in flight (it would be in its overlay): as committed, and
         // as it will stay until a batch changes it, which `didCommit` then notes here.
