@@ -528,8 +528,6 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
-    /// Up to `limit` events with seq ≥ `from`, in order. A caller that reads again and again
-    /// (the views' tail) passes its own `decompressor`: a zstd context is not free to make.
     /// Keeps the newest `capacity` events this process appends for `followingEvents`: for a
     /// reader that follows the log closely (the live views' tail).
     public func keepRecentEvents(capacity: Int) {
@@ -547,6 +545,8 @@ public final class EventLog: @unchecked Sendable {
         return try events(from: from, limit: limit, decompressor: decompressor)
     }
 
+    /// Up to `limit` events with seq ≥ `from`, in order. A caller that reads again and again
+    /// (the views' tail) passes its own `decompressor`: a zstd context is not free to make.
     public func events(from: UInt64, limit: Int, decompressor: Decompressor? = nil) throws -> [Event] {
         var out: [Event] = []
         try forEach(from: from, chunk: limit, decompressor: decompressor) { e in

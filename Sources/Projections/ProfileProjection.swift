@@ -184,8 +184,6 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         return try tx.withValue(profiles, key: pid.nativeKey) { try ProfileState.decode($0) }
     }
 
-    /// The live profile an identifier belongs to, pending changes included.
-
     public func write(_ tx: borrowing WriteTransaction) throws {
         let txn = tx.id
         sealLock.withLock { writtenTxn = txn }
