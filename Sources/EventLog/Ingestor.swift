@@ -52,7 +52,9 @@ public actor Ingestor {
     public nonisolated func submit(_ items: [PreparedEvent], deadLetters: [DeadLetter] = []) async throws -> [AppendOutcome] {
         if items.isEmpty && deadLetters.isEmpty { return [] }
         var sealed = items
-        try log.seal(&sealed)  // compress on the caller's thread; the writer only writes
+        // Compress on the caller's thread; the writer only writes. (A caller that sealed its
+        // array already is not copied: nothing is written to it.)
+        try log.seal(&sealed)
         return try await enqueue(sealed, deadLetters: deadLetters)
     }
 
