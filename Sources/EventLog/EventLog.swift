@@ -317,14 +317,11 @@ public final class EventLog: @unchecked Sendable {
         }
         dedupeFilter.didCommit(count: committedCount)
         if let recent = recentEvents {
-            var new: [Event] = []
-            new.reserveCapacity(items.count)
-            for (n, o) in outcomes.enumerated() {
-                guard case .appended(let seq) = o else { continue }
-                new.append(Event(seq: seq, type: items[n].type, timestamp: items[n].timestamp, receivedAt: items[n].receivedAt,
-                                 payload: items[n].payload))
-            }
-            recent.append(new)
+            recent.append(outcomes.indices.lazy.compactMap { n -> Event? in
+                guard case .appended(let seq) = outcomes[n] else { return nil }
+                return Event(seq: seq, type: items[n].type, timestamp: items[n].timestamp, receivedAt: items[n].receivedAt,
+                             payload: items[n].payload)
+            })
         }
         writer.observe(events: items.count, payloadBytes: payloadBytes, recordBytes: recordBytes)
         if let last = outcomes.last(where: { if case .appended = $0 { return true }; return false }) {

@@ -17,11 +17,10 @@ final class RecentEvents: @unchecked Sendable {
 
     init(capacity: Int) { self.capacity = max(1, capacity) }
 
-    /// After a commit: its appended events, in seq order.
-    func append(_ new: [Event]) {
-        guard !new.isEmpty else { return }
+    /// After a commit: its appended events, in seq order (made in place, not copied).
+    func append<S: Sequence<Event>>(_ new: S) {
         lock.withLock {
-            events.append(contentsOf: new.suffix(capacity))
+            events.append(contentsOf: new)
             let excess = events.count - head - capacity
             if excess > 0 { head += excess }
             if head >= capacity { events.removeFirst(head); head = 0 }
