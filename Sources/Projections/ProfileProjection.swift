@@ -94,11 +94,8 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
 
     /// Profile states as last committed, kept decoded for the next batches (`StateCache`).
     private let cache: StateCache
-    /// The ids of this projection's write transactions (under `sealLock`): the last one whose
-    /// batch `didCommit` saw, and the last one `write` ran in. A fold whose snapshot was
-    /// committed by neither reads views someone else wrote (another process folding into the
-    /// same generation): the cache may not match them, so it is emptied.
-    private var committedTxn: Int?, writtenTxn: Int?
+    /// Whose snapshots `cache` and `identities` match: a fold reading another's empties them.
+    private let own = OwnCommits()
     /// How many committed states `cache` keeps by default: the live tail's recently active
     /// customers (a few KiB each).
     public static let defaultCachedStates = 32_768
@@ -131,7 +128,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
         // process wrote, so nothing cached is known to match them.
         cache.removeAll()
         identities.removeAll()
-        sealLock.withLock { committedTxn = nil; writtenTxn = nil }
+        own.forget()
     }
 
     public func seal() {
@@ -151,7 +148,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             if identities.count + layer.indexOverlay.count > cachedIdentities { identities.removeAll(keepingCapacity: true) }
             for (id, pid) in layer.indexOverlay { identities[id] = pid == 0 ? nil : pid }
         }
-        sealLock.withLock { committedTxn = writtenTxn }
+        own.didCommit()
         sealedLayer = nil
     }
 
@@ -185,8 +182,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
     }
 
     public func write(_ tx: borrowing WriteTransaction) throws {
-        let txn = tx.id
-        sealLock.withLock { writtenTxn = txn }
+        own.wrote(tx.id)
         let layer = visible
         let indexOverlay = layer.indexOverlay, deleted = layer.deleted, stateOverlay = layer.stateOverlay
         let mergedOverlay = layer.mergedOverlay, timelineAdds = layer.timelineAdds, linkAdds = layer.linkAdds, purged = layer.purged
@@ -239,8 +235,7 @@ public final class ProfileProjection: Projection, @unchecked Sendable {
             ?? Precomputed(items: events.map(precompute))
         if let first = events.first { current.batch = (first.seq, pre) }
         below = sealedLayer
-        let snapshot = tx.id
-        if sealLock.withLock({ snapshot != committedTxn && snapshot != writtenTxn }) {
+        if !own.isOwn(snapshot: tx.id) {
             cache.removeAll()
             identities.removeAll()
         }

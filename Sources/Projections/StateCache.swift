@@ -1,3 +1,5 @@
+import Foundation
+
 /// Profile states as last committed, kept decoded between batches.
 ///
 /// The live tail folds small batches (≤ 256 events): a customer active now is touched in batch
@@ -72,4 +74,26 @@ final class CommittedCache<Value: AnyObject> {
         order.removeAll()
         head = 0
     }
+}
+
+/// Which views snapshots a projection's caches match: those of its own commits. It notes the
+/// last write transaction `write` ran in and the last one whose batch `didCommit` saw; a fold
+/// whose snapshot is neither reads views someone else wrote (another process folding into the
+/// same generation), and what the projection kept from its own commits may not match them.
+/// Thread-safe: the commit thread writes, the folding thread asks.
+final class OwnCommits: @unchecked Sendable {
+    private let lock = NSLock()
+    private var committed: Int?, written: Int?
+
+    /// `write` ran in transaction `txn`.
+    func wrote(_ txn: Int) { lock.withLock { written = txn } }
+
+    /// The batch written last committed.
+    func didCommit() { lock.withLock { committed = written } }
+
+    /// After a reset: no snapshot is known to be ours.
+    func forget() { lock.withLock { committed = nil; written = nil } }
+
+    /// Whether a fold reading `snapshot` (its transaction id) reads only this projection's own commits.
+    func isOwn(snapshot: Int) -> Bool { lock.withLock { snapshot == committed || snapshot == written } }
 }

@@ -122,11 +122,8 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     /// and each time the record was read from the views, decoded, and freed after the commit.
     /// Filled and emptied like the profile states' cache (`StateCache`).
     private let activityCache: CommittedCache<Activity>
-    /// The id of this projection's last write transaction, and of the last one `didCommit`
-    /// saw (the commit thread writes, the tail's thread folds; under `txnLock`). A fold whose
-    /// snapshot is another one reads views someone else wrote: the cache is emptied.
-    private var committedTxn: Int?, writtenTxn: Int?
-    private let txnLock = NSLock()
+    /// Whose snapshots `activityCache` matches: a fold reading another's empties it.
+    private let own = OwnCommits()
     /// How many committed activity records `activityCache` keeps by default (a few hundred
     /// bytes each).
     public static let defaultCachedActivities = 65_536
@@ -202,7 +199,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     public func reset() {
         // After a failed or conflicting commit the views may hold what another process wrote.
         activityCache.removeAll()
-        txnLock.withLock { committedTxn = nil; writtenTxn = nil }
+        own.forget()
         clearBatch()
     }
 
@@ -216,7 +213,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
                 activityCache.remove(pid)
             }
         }
-        txnLock.withLock { committedTxn = writtenTxn }
+        own.didCommit()
         clearBatch()
     }
 
@@ -320,8 +317,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     // MARK: Folding
 
     public func fold(_ events: ArraySlice<Event>, _ tx: borrowing ReadTransaction) throws -> [ProjectionFailure] {
-        let snapshot = tx.id
-        if txnLock.withLock({ snapshot != committedTxn }) { activityCache.removeAll() }
+        if !own.isOwn(snapshot: tx.id) { activityCache.removeAll() }
         let assignments = profiles.assignments
         var ai = assignments.startIndex
         // The fields the profile projection read (when it folded exactly these events).
@@ -445,8 +441,7 @@ public final class KPIProjection: Projection, @unchecked Sendable {
     // MARK: Writing
 
     public func write(_ tx: borrowing WriteTransaction) throws {
-        let txn = tx.id
-        txnLock.withLock { writtenTxn = txn }
+        own.wrote(tx.id)
         for (db, key, value) in encoded ?? entries() {
             if let value { try tx.put(db, key: key, value: value) } else { _ = try tx.delete(db, key: key) }
         }
