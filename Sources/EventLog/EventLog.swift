@@ -311,8 +311,10 @@ public final class EventLog: @unchecked Sendable {
                 try addCounter(tx, "stat/input_bytes", appendedInput)
                 try addCounter(tx, "stat/record_bytes", appendedRecord)
             }
-            if appendedCount > 0 { try addCounter(tx, "stat/events", appendedCount) }
             committedCount = counted + Int64(appendedCount)
+            if appendedCount > 0 {  // (read once, above, for the filter)
+                try tx.put(meta, key: Self.eventCountKey, value: withUnsafeBytes(of: committedCount) { Array($0) })
+            }
             return outcomes
         }
         dedupeFilter.didCommit(count: committedCount)
