@@ -49,11 +49,14 @@ public actor Ingestor {
 
     /// Appends `items` and keeps `deadLetters`; returns the outcomes (in `items` order) once
     /// durable. - Throws: the commit's error; then nothing of this call was written.
-    public nonisolated func submit(_ items: [PreparedEvent], deadLetters: [DeadLetter] = []) async throws -> [AppendOutcome] {
+    ///
+    /// `items` are sealed (compressed) in place, on the caller's thread, so the writer only
+    /// writes: a caller that hands its array over (`consume`) is not copied. A caller that
+    /// kept a reference to it saw every event copied for the sealing — every field retained
+    /// and released once more, 1.2 % of the server's samples under batches of 100.
+    public nonisolated func submit(_ items: consuming [PreparedEvent], deadLetters: [DeadLetter] = []) async throws -> [AppendOutcome] {
         if items.isEmpty && deadLetters.isEmpty { return [] }
-        var sealed = items
-        // Compress on the caller's thread; the writer only writes. (A caller that sealed its
-        // array already is not copied: nothing is written to it.)
+        var sealed = consume items
         try log.seal(&sealed)
         return try await enqueue(sealed, deadLetters: deadLetters)
     }

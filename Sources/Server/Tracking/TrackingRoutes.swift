@@ -215,18 +215,15 @@ public struct TrackingRoutes: Sendable {
                 metrics.rejected(source: source.name, channel: channel, type: type, reason: rejection.code)
             }
         }
-        // Compressed here, in place: `submit` would seal a copy of the array, and the copy
-        // retained and released every field of every event (1.2 % of the server's samples).
-        try ingestor.log.seal(&prepared)
-        let outcomes = try await commit(prepared, deadLetters: letters, logger)
+        let outcomes = try await commit(consume prepared, deadLetters: letters, logger)
         record(outcomes, channels: channels, types: types, source: source)
         let seq = outcomes.map(\.seq).max() ?? 0
         if rejected.isEmpty {
             return Response.json(["success": true, "seq": .int(Int64(seq))])
         }
         logger.info("batch messages rejected", metadata: ["source": .string(source.name), "rejected": "\(rejected.count)",
-                                                          "accepted": "\(prepared.count)"])
-        return Response.json(["success": false, "seq": .int(Int64(seq)), "accepted": .int(Int64(prepared.count)),
+                                                          "accepted": "\(outcomes.count)"])
+        return Response.json(["success": false, "seq": .int(Int64(seq)), "accepted": .int(Int64(outcomes.count)),
                               "rejected": .array(rejected)])
     }
 
@@ -304,9 +301,10 @@ public struct TrackingRoutes: Sendable {
         Array(buffer.readableBytesView.prefix(limits.deadLetterBodyBytes))
     }
 
-    private func commit(_ events: [PreparedEvent], deadLetters: [DeadLetter], _ logger: Logger) async throws -> [AppendOutcome] {
+    /// (`events` handed on, not copied: see `Ingestor.submit`.)
+    private func commit(_ events: consuming [PreparedEvent], deadLetters: [DeadLetter], _ logger: Logger) async throws -> [AppendOutcome] {
         do {
-            return try await ingestor.submit(events, deadLetters: deadLetters)
+            return try await ingestor.submit(consume events, deadLetters: deadLetters)
         } catch {
             logger.error("commit failed", metadata: ["error": "\(error)"])
             throw APIError(.serviceUnavailable, code: "commit_failed", message: "the event log could not commit; nothing of this request was kept, retry")
