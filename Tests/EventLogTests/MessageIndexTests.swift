@@ -126,16 +126,7 @@ import Testing
         #expect(try log.append(mine) == (1...20).map { .appended(UInt64($0)) })
         #expect(log.dedupeFilter.entries == 20)
 
-        let file = dir.path + "/theirs.ndjson"
-        try (0..<30).map { track("theirs\($0)").jsonString }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: touchstoneBinary())
-        p.arguments = ["import", "--data", dir.path + "/data", "--schemas", repoRoot + "/Schemas/events", "--source", "web", file]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0)
+        try appendFromAnotherProcess((0..<30).map { track("theirs\($0)") }, dir: dir)
 
         let retries = try (0..<30).map { try prepared(track("theirs\($0)")) } + mine
         let outcomes = try log.append(retries)

@@ -30,16 +30,7 @@ import Testing
         log.keepRecentEvents(capacity: 1_000)
         try log.append((0..<40).map { try prepared(track("a\($0)", user: "u\($0 % 7)")) })
         // Another process appends 25 events (seqs 41–65) meanwhile.
-        let file = dir.path + "/theirs.ndjson"
-        try (0..<25).map { track("theirs\($0)").jsonString }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: touchstoneBinary())
-        p.arguments = ["import", "--data", dir.path + "/data", "--schemas", repoRoot + "/Schemas/events", "--source", "web", file]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0)
+        try appendFromAnotherProcess((0..<25).map { track("theirs\($0)") }, dir: dir)
         try log.append((0..<30).map { try prepared(track("b\($0)", user: "u\($0 % 5)", properties: ["n": .int(Int64($0))])) })
         #expect(log.lastSeq == 95)
 

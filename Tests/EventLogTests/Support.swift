@@ -36,3 +36,18 @@ func track(_ id: String, user: String = "u1", event: String = "Product Viewed", 
 func prepared(_ message: JSON, receivedAt: Micros = 1_740_830_400_000_000) throws -> PreparedEvent {
     try builder.prepare(message: message, encodedSize: nil, source: web, receivedAt: receivedAt).get()
 }
+
+/// Appends `messages` to the log in `dir`/data (source `web`) the way another process would:
+/// the real `touchstone import`, while this process may hold the log open.
+func appendFromAnotherProcess(_ messages: [JSON], dir: TempDir) throws {
+    let file = dir.path + "/theirs-\(UUID().uuidString).ndjson"
+    try messages.map(\.jsonString).joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: touchstoneBinary())
+    p.arguments = ["import", "--data", dir.path + "/data", "--schemas", repoRoot + "/Schemas/events", "--source", "web", file]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
+}

@@ -38,6 +38,19 @@ import Testing
         #expect(report.entries.count == ProjectionSet.names.count)
     }
 
+    /// Starts `views`' tail (caught up first), collecting its batch reports, and returns once
+    /// it has folded one new event — so it is running — with that event's seq.
+    func runningTail(_ views: LiveViews, _ s: Scratch) async throws
+        -> (tail: Task<Void, Error>, reports: Locked2<[BatchReport]>, first: UInt64) {
+        try views.catchUp()
+        let reports = Locked2<[BatchReport]>([])
+        let tail = Task { try await views.run { r in reports.set(reports.get() + [r]) } }
+        try s.append(messages(1, prefix: "first"))
+        let first = s.log.lastSeq
+        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= first })
+        return (tail, reports, first)
+    }
+
     /// One commit far larger than a batch, onto a tail that has caught up: its first batch
     /// is a small one (those events visible soonest), the rest of it is read as a backlog, in
     /// larger batches.
@@ -45,12 +58,7 @@ import Testing
         let s = try Scratch()
         try s.append(messages(10))
         let views = try s.liveViews()
-        try views.catchUp()
-        let reports = Locked2<[BatchReport]>([])
-        let tail = Task { try await views.run { r in reports.set(reports.get() + [r]) } }
-        try s.append(messages(1, prefix: "first"))
-        let first = s.log.lastSeq
-        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= first })
+        let (tail, reports, first) = try await runningTail(views, s)
         let n = 4 * LiveViews.tailBacklogBatch
         try s.append(messages(n, prefix: "big"))
         let last = s.log.lastSeq
@@ -77,13 +85,7 @@ import Testing
         try s.append(messages(10))
         let linger = Duration.seconds(3)
         let views = try LiveViews(dataDirectory: s.dir, log: s.log, tailLinger: linger)
-        try views.catchUp()
-        let reports = Locked2<[BatchReport]>([])
-        let tail = Task { try await views.run { r in reports.set(reports.get() + [r]) } }
-        // One event, to know the tail is running.
-        try s.append(messages(1, prefix: "first"))
-        let first = s.log.lastSeq
-        #expect(try await eventuallyAsync(.seconds(60)) { views.runner.appliedSeq >= first })
+        let (tail, reports, first) = try await runningTail(views, s)
         // Then 40 single-event commits in quick succession (the log's commits take
         // milliseconds, the linger seconds): after the first of them, folded together.
         for m in messages(40, prefix: "burst") { try s.append([m]) }
