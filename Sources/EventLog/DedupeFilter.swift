@@ -44,9 +44,6 @@ final class DedupeFilter {
         }
     }
 
-    private static let salts: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-        (0x47b6_137b, 0x4497_4d91, 0x8824_ad5b, 0xa2b7_289d, 0x7054_95c7, 0x2df1_424b, 0x9efc_4947, 0x5c6b_fb31)
-
     private var segments: [Segment] = []
     /// The `stat/events` counter when the filter was last known to cover the whole index.
     private(set) var coveredCount: Int64 = -1
@@ -70,19 +67,10 @@ final class DedupeFilter {
         return (Int(truncatingIfNeeded: (m >> 32) & blockMask) &* 8, UInt32(truncatingIfNeeded: m))
     }
 
-    @inline(__always) private static func bit(_ key: UInt32, _ i: Int) -> UInt32 {
-        let salt: UInt32
-        switch i {
-        case 0: salt = salts.0
-        case 1: salt = salts.1
-        case 2: salt = salts.2
-        case 3: salt = salts.3
-        case 4: salt = salts.4
-        case 5: salt = salts.5
-        case 6: salt = salts.6
-        default: salt = salts.7
-        }
-        return 1 << ((key &* salt) >> 27)
+    /// The eight bits `key` sets in its block, one in each 32-bit word.
+    @inline(__always) private static func mask(_ key: UInt32) -> SIMD8<UInt32> {
+        let salts = SIMD8<UInt32>(0x47b6_137b, 0x4497_4d91, 0x8824_ad5b, 0xa2b7_289d, 0x7054_95c7, 0x2df1_424b, 0x9efc_4947, 0x5c6b_fb31)
+        return SIMD8(repeating: 1) &<< ((SIMD8(repeating: key) &* salts) &>> 27)
     }
 
     /// False when `hash` was certainly never inserted.
@@ -90,11 +78,9 @@ final class DedupeFilter {
         if segments.isEmpty { return true }
         for s in segments.indices {
             let (block, key) = Self.locate(hash, blockMask: segments[s].blockMask)
-            let found = segments[s].words.withUnsafeBufferPointer { w in
-                for i in 0..<8 where w[block + i] & Self.bit(key, i) == 0 { return false }
-                return true
-            }
-            if found { return true }
+            let m = Self.mask(key)
+            let words = segments[s].words.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: block * 4, as: SIMD8<UInt32>.self) }
+            if words & m == m { return true }
         }
         return false
     }
@@ -108,8 +94,9 @@ final class DedupeFilter {
         }
         let n = segments.count - 1
         let (block, key) = Self.locate(hash, blockMask: segments[n].blockMask)
-        segments[n].words.withUnsafeMutableBufferPointer { w in
-            for i in 0..<8 { w[block + i] |= Self.bit(key, i) }
+        segments[n].words.withUnsafeMutableBytes { w in
+            let words = w.loadUnaligned(fromByteOffset: block * 4, as: SIMD8<UInt32>.self)
+            w.storeBytes(of: words | Self.mask(key), toByteOffset: block * 4, as: SIMD8<UInt32>.self)
         }
         segments[n].count += 1
         entries += 1
